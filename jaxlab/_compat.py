@@ -1,0 +1,23 @@
+"""The one place that knows about jax / flax version differences.
+
+jaxlab supports jax 0.10.x (CPU CI, Python 3.11) and jax 0.11.x (GPU host). Anything whose
+import path or signature moved between them is imported here and nowhere else.
+"""
+
+import jax
+
+JAX_VERSION = tuple(int(p) for p in jax.__version__.split(".")[:3] if p.isdigit())
+
+# shard_map left jax.experimental in 0.7; its replication check is `check_vma` since then.
+shard_map = jax.shard_map
+
+# `jax.set_mesh` is the context manager that makes a mesh the ambient one.
+set_mesh = jax.set_mesh
+
+
+def triton_compiler_params(num_warps: int, num_stages: int):
+  """Compiler params for a Pallas kernel lowered through Triton."""
+  # Imported lazily: the Triton backend is deprecated upstream (0.11) and may move.
+  from jax.experimental.pallas import triton as pltriton
+
+  return pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages)
