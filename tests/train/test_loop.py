@@ -1,0 +1,116 @@
+"""The training loop: resume after a stop equals an uninterrupted run; non-finite streaks stop it."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxlab.checkpoint import Checkpointer
+from jaxlab.metrics import MetricWriter, read_metrics
+from jaxlab.train import LoopSettings, NonFiniteLossError, TrainState, make_train_step, train_loop
+
+
+class _Batches:
+  """A deterministic batch stream with grain-style get_state/set_state."""
+
+  def __init__(self, poison_from: int | None = None):
+    self.index = 0
+    self.poison_from = poison_from
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    rng = np.random.default_rng(self.index)
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    if self.poison_from is not None and self.index >= self.poison_from:
+      x[:] = np.nan
+    self.index += 1
+    return {"x": x, "y": x @ np.array([[1.0], [-2.0], [0.5]], np.float32)}
+
+  def get_state(self):
+    return {"index": self.index}
+
+  def set_state(self, state):
+    self.index = state["index"]
+
+
+def _loss_fn(params, batch, rng):
+  del rng
+  loss = jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2)
+  return loss, {}
+
+
+def _run(workdir, *, num_steps, stop_at=None, batches=None, max_streak=3):
+  optimizer = optax.adam(0.05)
+  state = TrainState.create({"w": jnp.zeros((3, 1))}, optimizer)
+  step = make_train_step(_loss_fn, optimizer)
+  steps_done = []
+
+  def stop_requested():
+    steps_done.append(None)
+    return stop_at is not None and len(steps_done) >= stop_at
+
+  ckpt = Checkpointer(workdir / "checkpoints", save_every=4, keep=3)
+  with MetricWriter(workdir) as writer:
+    try:
+      return train_loop(
+          state,
+          train_step=step,
+          batches=batches or _Batches(),
+          to_device=lambda b: jax.tree.map(jnp.asarray, b),
+          rng=jax.random.key(0),
+          settings=LoopSettings(num_steps=num_steps, log_every=2, max_nonfinite_streak=max_streak),
+          checkpointer=ckpt,
+          writer=writer,
+          evaluate=lambda p: {"w_norm": jnp.linalg.norm(p["w"])},
+          stop_requested=stop_requested,
+          progress=False,
+      )
+    finally:
+      ckpt.close()
+
+
+def test_stop_then_resume_equals_uninterrupted(tmp_path):
+  straight = _run(tmp_path / "a", num_steps=12)
+  assert straight.status == "completed" and straight.final_step == 12
+
+  stopped = _run(tmp_path / "b", num_steps=12, stop_at=5)  # stop between checkpoints
+  assert stopped.status == "preempted" and stopped.final_step == 5
+  resumed = _run(tmp_path / "b", num_steps=12)
+  assert resumed.start_step == 5 and resumed.status == "completed"
+  np.testing.assert_array_equal(resumed.state.params["w"], straight.state.params["w"])
+  np.testing.assert_array_equal(jax.tree.leaves(resumed.state.opt_state)[1], jax.tree.leaves(straight.state.opt_state)[1])
+
+  steps = [r["step"] for r in read_metrics(tmp_path / "b" / "metrics.jsonl") if "train/loss" in r]
+  assert steps == sorted(steps) and steps[-1] == 12
+  assert resumed.last_eval_metrics["eval/w_norm"] > 0
+
+
+def test_run_after_completion_does_no_more_steps(tmp_path):
+  first = _run(tmp_path, num_steps=6)
+  again = _run(tmp_path, num_steps=6)
+  assert again.start_step == 6 and again.final_step == 6
+  np.testing.assert_array_equal(again.state.params["w"], first.state.params["w"])
+
+
+def test_nonfinite_streak_stops_the_run(tmp_path):
+  with pytest.raises(NonFiniteLossError, match="3 steps in a row"):
+    _run(tmp_path, num_steps=20, batches=_Batches(poison_from=4), max_streak=3)
+  rows = read_metrics(tmp_path / "metrics.jsonl")
+  assert any(r.get("train/nonfinite_steps_total", 0) > 0 for r in rows)
+
+
+def test_isolated_nonfinite_steps_are_counted_not_fatal(tmp_path):
+  class Flaky(_Batches):
+    def __next__(self):
+      batch = super().__next__()
+      if self.index in (3, 7):
+        batch["x"] = np.full_like(batch["x"], np.nan)
+      return batch
+
+  result = _run(tmp_path, num_steps=10, batches=Flaky(), max_streak=2)
+  assert result.status == "completed"
+  assert int(result.state.nonfinite_steps) == 2
+  assert np.all(np.isfinite(result.state.params["w"]))
