@@ -14,6 +14,13 @@ shard_map = jax.shard_map
 # `jax.set_mesh` is the context manager that makes a mesh the ambient one.
 set_mesh = jax.set_mesh
 
+# Values being traced by jit/grad/vmap are Tracers; concrete arrays are not.
+Tracer = jax.core.Tracer
+
+# Auto mesh axes let the compiler propagate shardings (GSPMD). `jax.make_mesh` defaults to
+# Explicit axes (jax 0.10), under which sharding constraints mean something else.
+AUTO_AXIS_TYPE = jax.sharding.AxisType.Auto
+
 
 def triton_compiler_params(num_warps: int, num_stages: int):
   """Compiler params for a Pallas kernel lowered through Triton."""
@@ -21,3 +28,11 @@ def triton_compiler_params(num_warps: int, num_stages: int):
   from jax.experimental.pallas import triton as pltriton
 
   return pltriton.CompilerParams(num_warps=num_warps, num_stages=num_stages)
+
+
+def pallas_triton():
+  """`jax.experimental.pallas.triton`: masked load/store and atomics of the Triton lowering."""
+  # Same lazy import as above, for the same reason.
+  from jax.experimental.pallas import triton as pltriton
+
+  return pltriton
