@@ -1,0 +1,88 @@
+"""Runs one job from a config file: `python -m launch.run --config=FILE[:variant] --workdir=DIR`.
+
+The only place with process-wide side effects: it parses flags, initialises
+`jax.distributed` when the run spans several processes, sets the number of fake CPU devices,
+installs the SIGTERM handler and configures logging. Everything else is the task's job.
+"""
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from launch.cli import check_workdir_writable, parse_run_args, resolve_config, should_initialize_distributed
+from launch.config_loader import ConfigError
+
+log = logging.getLogger("launch.run")
+
+
+def _configure_logging(workdir, process_index: int) -> None:
+  fmt = f"%(asctime)s [p{process_index}] %(levelname)s %(name)s: %(message)s"
+  handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(workdir / f"log.process_{process_index}.txt")]
+  logging.basicConfig(level=logging.INFO, format=fmt, handlers=handlers, force=True)
+  for noisy in ("absl", "orbax", "jax._src"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _install_stop_handler() -> threading.Event:
+  """SIGTERM (and SIGINT) ask the loop to checkpoint and exit instead of dying mid-step."""
+  stop = threading.Event()
+
+  def handler(signum, frame):
+    del frame
+    log.warning("Received %s: will save a checkpoint and stop after the current step.", signal.Signals(signum).name)
+    stop.set()
+
+  signal.signal(signal.SIGTERM, handler)
+  signal.signal(signal.SIGINT, handler)
+  return stop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    args = parse_run_args(argv)
+    config = resolve_config(args)
+    workdir = check_workdir_writable(args.workdir)
+  except (ConfigError, OSError) as e:
+    print(f"launch.run: error: {e}", file=sys.stderr)
+    return 2
+
+  import jax  # after flag parsing: a bad flag should not pay for jax start-up
+
+  if config.get("cpu_devices", 0):
+    # Fake devices for the CPU backend only; harmless where GPUs or TPUs serve the run.
+    jax.config.update("jax_num_cpu_devices", int(config.cpu_devices))
+  if should_initialize_distributed(args, os.environ):
+    kwargs = {}
+    if args.coordinator_address:
+      kwargs = dict(coordinator_address=args.coordinator_address, num_processes=args.num_processes, process_id=args.process_id)
+    jax.distributed.initialize(**kwargs)
+
+  _configure_logging(workdir, jax.process_index())
+  stop = _install_stop_handler()
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  log.info("Running task %r in %s on %d devices (%s).", config.task, workdir, jax.device_count(), jax.default_backend())
+
+  from launch.tasks import get_task
+
+  result = get_task(config.task).run(config, workdir, stop_requested=stop.is_set)
+  summary = {
+      "status": result.status,
+      "start_step": result.start_step,
+      "final_step": result.final_step,
+      **result.last_train_metrics,
+      **result.last_eval_metrics,
+  }
+  if jax.process_index() == 0:
+    (workdir / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+  log.info("Finished: %s", json.dumps(summary, sort_keys=True))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,17 @@
+"""Training tasks that `launch.run` can start, by the name in `config.task`.
+
+A task module defines `run(config, workdir, *, stop_requested) -> jaxlab.train.LoopResult`;
+it is the only code that reads a ConfigDict and turns it into library arguments.
+"""
+
+import importlib
+
+TASKS = {
+    "lm_sort": "launch.tasks.lm_sort",
+}
+
+
+def get_task(name: str):
+  if name not in TASKS:
+    raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+  return importlib.import_module(TASKS[name])

@@ -1,0 +1,87 @@
+"""Trains the decoder-only LM on the synthetic sorting task (configs/lm_tiny.py)."""
+
+import logging
+import pathlib
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from jaxlab.data import build_batches, make_global_batch
+from jaxlab.data.sorting import SortingSource
+from jaxlab.metrics import MetricWriter
+from jaxlab.models import DecoderLM, DecoderLMConfig
+from jaxlab.sharding import assert_params_sharded, axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
+from jaxlab.train import LoopResult, TrainState, make_train_step, masked_cross_entropy, train_loop
+from launch.tasks.common import checkpointer_from_config, loop_settings_from_config, optimizer_from_config
+
+log = logging.getLogger(__name__)
+
+
+def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
+  mesh = make_mesh(dict(config.mesh))
+  rules = logical_rules(tuple(config.sharding.presets))
+  log.info("Mesh %s over %d devices (%d processes).", dict(mesh.shape), mesh.size, jax.process_count())
+
+  d = config.data
+  train_source = SortingSource(d.num_train_examples, d.length, d.num_symbols, seed=config.seed)
+  eval_source = SortingSource(d.num_eval_examples, d.length, d.num_symbols, seed=config.seed + 1_000_003)
+  batches = build_batches(train_source, global_batch_size=d.global_batch_size, seed=config.seed, prefetch_threads=d.prefetch_threads)
+
+  model = DecoderLM(DecoderLMConfig(vocab_size=train_source.vocab_size, **config.model))
+  optimizer = optimizer_from_config(config.optimizer, config.train.num_steps)
+  root_rng = jax.random.key(config.seed)
+  init_rng, train_rng = jax.random.split(root_rng)
+  batch_sharding_ = batch_sharding(mesh, rules, ndim=2)
+
+  def loss_fn(params, batch, rng):
+    del rng  # the model has no dropout
+    logits_btv = model.apply({"params": params}, batch["inputs"])
+    return masked_cross_entropy(logits_btv, batch["targets"], batch["loss_mask"])
+
+  with jax.set_mesh(mesh), axis_rules(rules):
+    dummy_ids = jnp.zeros((1, train_source.seq_len), jnp.int32)
+    variables, variable_shardings = init_sharded(model.init, init_rng, dummy_ids, mesh=mesh, rules=rules)
+    params = variables["params"]
+    assert_params_sharded(params, min_size=config.sharding.min_sharded_size)
+    state = jax.jit(lambda p: TrainState.create(p, optimizer))(params)
+    state_shardings = jax.tree.map(lambda x: x.sharding, state)
+    train_step = make_train_step(loss_fn, optimizer, state_shardings=state_shardings, batch_shardings=batch_sharding_)
+
+    eval_batch = make_global_batch(_stack([eval_source[i] for i in _local_indices(len(eval_source))]), batch_sharding_)
+
+    @jax.jit
+    def evaluate(params):
+      logits_btv = model.apply({"params": params}, eval_batch["inputs"])
+      return masked_cross_entropy(logits_btv, eval_batch["targets"], eval_batch["loss_mask"])[1]
+
+    checkpointer = checkpointer_from_config(config.checkpoint, workdir)
+    with MetricWriter(workdir) as writer:
+      try:
+        return train_loop(
+            state,
+            train_step=train_step,
+            batches=iter(batches),
+            to_device=lambda b: make_global_batch(b, batch_sharding_),
+            rng=train_rng,
+            settings=loop_settings_from_config(config.train),
+            checkpointer=checkpointer,
+            writer=writer,
+            evaluate=evaluate,
+            stop_requested=stop_requested,
+        )
+      finally:
+        checkpointer.close()
+
+
+def _local_indices(n: int) -> range:
+  """This process's contiguous share of n evaluation examples."""
+  per_process = n // jax.process_count()
+  start = jax.process_index() * per_process
+  return range(start, start + per_process)
+
+
+def _stack(examples: list[dict]) -> dict:
+  return jax.tree.map(lambda *xs: np.stack(xs), *examples)
