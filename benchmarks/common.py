@@ -1,0 +1,101 @@
+"""Helpers shared by benchmark scripts: timing, error metrics, environment record, tables, JSON."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def time_call(fn: Callable[..., Any], *args, warmup: int = 3, iters: int = 20) -> dict[str, float]:
+  """Wall time of `fn(*args)` until its outputs are ready, after compile and warm-up.
+
+  Returns median, min and max in milliseconds over `iters` runs (>= 1), plus the compile
+  time of the first call.
+  """
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  compile_ms = (time.perf_counter() - start) * 1e3
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  samples = []
+  for _ in range(max(1, iters)):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    samples.append((time.perf_counter() - start) * 1e3)
+  return {
+      "median_ms": statistics.median(samples),
+      "min_ms": min(samples),
+      "max_ms": max(samples),
+      "iters": len(samples),
+      "first_call_ms": compile_ms,
+  }
+
+
+def max_relative_error(actual, expected) -> float:
+  """max |actual - expected| / max |expected|, in float64 (0 when both are all zero)."""
+  actual = np.asarray(actual, np.float64)
+  expected = np.asarray(expected, np.float64)
+  scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+  diff = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
+  return diff / scale if scale > 0 else diff
+
+
+def environment() -> dict[str, Any]:
+  """Device, software versions and time, for the JSON record."""
+  device = jax.devices()[0]
+  return {
+      "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "backend": jax.default_backend(),
+      "device_kind": device.device_kind,
+      "device_count": jax.device_count(),
+      "jax": jax.__version__,
+      "jaxlib": _jaxlib_version(),
+      "python": platform.python_version(),
+      "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+  }
+
+
+def _jaxlib_version() -> str | None:
+  try:
+    import jaxlib
+
+    return jaxlib.__version__
+  except ImportError:
+    return None
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+  """Plain-text table of `rows`; `columns` is (key, header) pairs. Floats get 4 significant digits."""
+
+  def cell(value):
+    if value is None:
+      return "-"
+    if isinstance(value, float):
+      return f"{value:.4g}"
+    return str(value)
+
+  body = [[cell(row.get(key)) for key, _ in columns] for row in rows]
+  headers = [header for _, header in columns]
+  widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
+  lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
+  lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in body]
+  return "\n".join(lines)
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+  """Writes `payload` as indented JSON, creating parent folders."""
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(payload, f, indent=2, default=str)
+    f.write("\n")

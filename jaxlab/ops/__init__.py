@@ -1,0 +1,21 @@
+"""Ops with several implementations (XLA reference, Pallas kernels), chosen per call.
+
+Each op takes `implementation=None | name | sequence of names` and `interpret=False`; see
+`jaxlab.ops.registry` for the dispatch rules. Importing this package loads jax and the op
+front-ends only: kernels are imported when an implementation is first tried.
+"""
+
+# Bound eagerly on purpose: the `rms_norm` subpackage shares the function's name, and the
+# import system would otherwise leave the subpackage, not the function, at `jaxlab.ops.rms_norm`.
+from jaxlab.ops.registry import IMPLEMENTATIONS, NoImplementationError, default_preference
+from jaxlab.ops.rms_norm.api import resolve_rms_norm, rms_norm
+from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "NoImplementationError",
+    "RmsNormBlockConfig",
+    "default_preference",
+    "resolve_rms_norm",
+    "rms_norm",
+]

@@ -1,0 +1,1 @@
+"""RMSNorm kernels (see README.md); called only through `jaxlab.ops.rms_norm`."""

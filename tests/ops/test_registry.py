@@ -1,0 +1,146 @@
+"""Tests for the op dispatcher: order, fallback, errors, logging and resolve."""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.ops import registry
+
+
+def _declines(reason):
+  def impl(x, *, interpret):
+    del x, interpret
+    raise NotImplementedError(reason)
+
+  return impl
+
+
+def _adds(amount):
+  def impl(x, *, interpret):
+    del interpret
+    return x + amount
+
+  return impl
+
+
+def _ops_messages(caplog):
+  return [r.getMessage() for r in caplog.records if r.name == "jaxlab.ops"]
+
+
+def test_default_preference_per_backend():
+  assert registry.default_preference("gpu") == ("pallas_triton", "xla")
+  assert registry.default_preference("tpu") == ("pallas_tpu", "xla")
+  assert registry.default_preference("cpu") == ("xla",)
+  # The tests run on CPU, so None means the CPU order.
+  assert registry.candidates(None) == ("xla",)
+
+
+def test_candidates_normalises_names_and_drops_repeats():
+  assert registry.candidates("pallas_tpu") == ("pallas_tpu",)
+  assert registry.candidates(["pallas_triton", "xla", "pallas_triton"]) == ("pallas_triton", "xla")
+
+
+@pytest.mark.parametrize("implementation", ["triton", ["xla", "cuda"], ("Xla",)])
+def test_unknown_implementation_name_is_value_error_listing_valid_names(implementation):
+  op = registry.Op("toy", {"xla": _adds(1.0)})
+  with pytest.raises(ValueError) as info:
+    op(jnp.zeros(3), implementation=implementation)
+  for name in registry.IMPLEMENTATIONS:
+    assert name in str(info.value)
+
+
+def test_empty_implementation_sequence_is_value_error():
+  with pytest.raises(ValueError, match="empty"):
+    registry.candidates([])
+
+
+def test_registering_an_unknown_implementation_is_value_error():
+  with pytest.raises(ValueError, match="pallas_cuda"):
+    registry.Op("toy", {"pallas_cuda": _adds(1.0)})
+
+
+def test_falls_back_on_not_implemented_and_logs_choice(caplog):
+  op = registry.Op("toy", {"pallas_triton": _declines("tile too large"), "xla": _adds(1.0)})
+  with caplog.at_level(logging.INFO, logger="jaxlab.ops"):
+    name, out = op.dispatch(jnp.zeros(3), implementation=("pallas_triton", "xla"))
+  assert name == "xla"
+  np.testing.assert_array_equal(out, np.ones(3))
+  messages = _ops_messages(caplog)
+  assert any("toy" in m and "running xla" in m and "tile too large" in m for m in messages), messages
+
+
+def test_first_serving_implementation_wins():
+  op = registry.Op("toy", {"pallas_triton": _adds(2.0), "xla": _adds(1.0)})
+  out = op(jnp.zeros(3), implementation=("pallas_triton", "xla"), interpret=True)
+  np.testing.assert_array_equal(out, np.full(3, 2.0))
+
+
+def test_all_failed_error_lists_every_implementation_and_reason():
+  op = registry.Op(
+      "toy",
+      {"pallas_triton": _declines("needs compute capability 8.0"), "xla": _declines("dtype int4 unsupported")},
+  )
+  with pytest.raises(registry.NoImplementationError) as info:
+    op(jnp.zeros(3), implementation=("pallas_triton", "pallas_tpu", "xla"))
+  error = info.value
+  assert isinstance(error, NotImplementedError)
+  assert [name for name, _ in error.failures] == ["pallas_triton", "pallas_tpu", "xla"]
+  message = str(error)
+  for text in ("toy", "pallas_triton", "needs compute capability 8.0", "pallas_tpu", "has no pallas_tpu", "xla",
+               "dtype int4 unsupported"):
+    assert text in message
+
+
+def test_other_errors_are_not_swallowed():
+  # A kernel that breaks (not one that declines) must surface, not fall back silently.
+  def broken(x, *, interpret):
+    raise TypeError("bad kernel")
+
+  op = registry.Op("toy", {"pallas_triton": broken, "xla": _adds(1.0)})
+  with pytest.raises(TypeError, match="bad kernel"):
+    op(jnp.zeros(3), implementation=("pallas_triton", "xla"))
+
+
+def test_interpret_flag_reaches_the_implementation():
+  seen = []
+
+  def impl(x, *, interpret):
+    seen.append(interpret)
+    return x
+
+  op = registry.Op("toy", {"xla": impl})
+  op(jnp.zeros(3), interpret=True)
+  op(jnp.zeros(3))
+  assert seen == [True, False]
+
+
+def test_require_platform_on_cpu():
+  with pytest.raises(NotImplementedError, match=r"needs a GPU.*interpret=True"):
+    registry.require_platform("pallas_triton", interpret=False)
+  with pytest.raises(NotImplementedError, match=r"needs a TPU.*interpret=True"):
+    registry.require_platform("pallas_tpu", interpret=False)
+  registry.require_platform("pallas_triton", interpret=True)
+  registry.require_platform("xla", interpret=False)
+
+
+def test_resolve_names_the_implementation_for_abstract_inputs():
+  op = registry.Op("toy", {"pallas_triton": _declines("no"), "xla": _adds(1.0)})
+  spec = jax.ShapeDtypeStruct((2, 3), jnp.float32)
+  assert op.resolve(spec, implementation=("pallas_triton", "xla")) == "xla"
+  serving = registry.Op("toy", {"pallas_triton": _adds(1.0)})
+  assert serving.resolve(spec, implementation="pallas_triton") == "pallas_triton"
+  with pytest.raises(registry.NoImplementationError):
+    op.resolve(spec, implementation="pallas_triton")
+
+
+def test_logs_once_per_jit_trace(caplog):
+  op = registry.Op("toy", {"xla": _adds(1.0)})
+  f = jax.jit(lambda x: op(x))
+  with caplog.at_level(logging.INFO, logger="jaxlab.ops"):
+    f(jnp.zeros(3))
+    f(jnp.ones(3))  # Cache hit: no new trace, no new record.
+    f(jnp.zeros(4))  # New shape: new trace.
+  assert sum("running xla" in m for m in _ops_messages(caplog)) == 2
