@@ -53,9 +53,12 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     eval_batch = make_global_batch(_stack([eval_source[i] for i in _local_indices(len(eval_source))]), batch_sharding_)
 
     @jax.jit
-    def evaluate(params):
-      logits_btv = model.apply({"params": params}, eval_batch["inputs"])
-      return masked_cross_entropy(logits_btv, eval_batch["targets"], eval_batch["loss_mask"])[1]
+    def eval_step(params, batch):
+      logits_btv = model.apply({"params": params}, batch["inputs"])
+      return masked_cross_entropy(logits_btv, batch["targets"], batch["loss_mask"])[1]
+
+    # The batch is an argument, not a closed-over constant: it spans every process's devices.
+    evaluate = lambda params: eval_step(params, eval_batch)
 
     checkpointer = checkpointer_from_config(config.checkpoint, workdir)
     with MetricWriter(workdir) as writer:
