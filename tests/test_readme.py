@@ -1,0 +1,38 @@
+"""The README's commands and example stay true."""
+
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+README = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _code_after(heading: str) -> str:
+  section = README.split(heading, 1)[1]
+  return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_compose_example_runs_and_its_step_trains():
+  namespace: dict = {}
+  exec(compile(_code_after("## Compose in research code"), "README.md", "exec"), namespace)
+  assert namespace["y"].shape == (4, 100)
+  state, step = namespace["state"], namespace["step"]
+  ids = jnp.asarray(np.random.default_rng(0).integers(0, 32, size=(8, 16)), jnp.int32)
+  batch = {"inputs": ids, "targets": ids, "loss_mask": jnp.ones((8, 16))}
+  with jax.set_mesh(namespace["mesh"]), namespace["axis_rules"](namespace["rules"]):
+    state, first = step(state, batch, jax.random.key(0))
+    for _ in range(5):
+      state, last = step(state, batch, jax.random.key(0))
+  assert int(state.step) == 6 and float(last["loss"]) < float(first["loss"])
+
+
+def test_ci_runs_the_readme_test_command():
+  ci = (pathlib.Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+  assert "<!-- test-command -->" in ci
+  command = re.search(r"<!-- test-command -->\n```bash\n(.*)\n```", README).group(1)
+  assert "pip install -e '.[test]'" in command and "pytest" in command
+  main = re.search(r"<!-- main-command -->\n```bash\n(.*)\n```", README).group(1)
+  assert "launch.run --config=configs/lm_tiny.py:smoke" in main
