@@ -14,6 +14,7 @@ import pytest
 from jaxlab import ops
 from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
 from jaxlab.ops.rms_norm.reference import rms_norm_reference
+from jaxlab.testing import assert_close
 
 # (implementation, interpret): every implementation that can run on a CPU test machine.
 IMPLEMENTATIONS = [
@@ -31,11 +32,6 @@ CASES = [
     pytest.param((9,), 257, jnp.bfloat16, 1e-6, id="9x257-bf16"),
 ]
 
-# (rtol, atol) by dtype. bfloat16 outputs are rounded to 8 mantissa bits after float32
-# math, so two correct implementations may differ by one bf16 ulp (2^-8 relative).
-TOLERANCES = {jnp.float32: (2e-5, 2e-5), jnp.bfloat16: (1.6e-2, 1.6e-2)}
-
-
 def _inputs(leading, row_length, dtype, seed=0):
   """x with rows of very different scales, scale away from 1, and a cotangent.
 
@@ -48,17 +44,6 @@ def _inputs(leading, row_length, dtype, seed=0):
   scale = 1.0 + 0.5 * rng.standard_normal(row_length)
   dy = rng.standard_normal(shape)
   return tuple(jnp.asarray(np.asarray(a, dtype=dtype)) for a in (x, scale, dy))
-
-
-def _assert_close(actual, expected, dtype, what):
-  rtol, atol = TOLERANCES[dtype]
-  actual = np.asarray(actual, np.float32)
-  expected = np.asarray(expected, np.float32)
-  diff = np.abs(actual - expected)
-  np.testing.assert_allclose(
-      actual, expected, rtol=rtol, atol=atol,
-      err_msg=f"{what}: max abs diff {diff.max():.3g}, mean abs diff {diff.mean():.3g}",
-  )
 
 
 def _value_and_vjp(fn, x, scale, dy):
@@ -81,14 +66,11 @@ def test_values_and_gradients_match_reference(implementation, interpret, leading
 
   assert y.dtype == dx.dtype == x.dtype and dscale.dtype == scale.dtype
   assert y.shape == dx.shape == x.shape and dscale.shape == scale.shape
-  _assert_close(y, y_ref, dtype, "y")
-  _assert_close(dx, dx_ref, dtype, "dx")
+  assert_close(y, y_ref, dtype, "y")
+  assert_close(dx, dx_ref, dtype, "dx")
   # dscale sums over every row; in bfloat16 it is one rounded sum, so scale atol by sqrt(rows).
   num_rows = int(np.prod(leading))
-  rtol, atol = TOLERANCES[dtype]
-  np.testing.assert_allclose(
-      np.asarray(dscale, np.float32), np.asarray(dscale_ref, np.float32), rtol=rtol, atol=atol * np.sqrt(num_rows)
-  )
+  assert_close(dscale, dscale_ref, dtype, "dscale", atol_scale=np.sqrt(num_rows))
 
 
 @pytest.mark.parametrize("implementation, interpret", IMPLEMENTATIONS)
@@ -104,7 +86,7 @@ def test_under_jit_grad_and_vmap(implementation, interpret):
   got = jax.jit(jax.value_and_grad(loss(fn), argnums=(0, 1)))(x, scale)
   want = jax.jit(jax.value_and_grad(loss(lambda a, b: rms_norm_reference(a, b, eps=0.1)), argnums=(0, 1)))(x, scale)
   for g, w, what in zip(jax.tree.leaves(got), jax.tree.leaves(want), ("loss", "dx", "dscale")):
-    _assert_close(g, w, jnp.float32, what)
+    assert_close(g, w, jnp.float32, what)
 
 
 @pytest.mark.parametrize("implementation, interpret", IMPLEMENTATIONS)
@@ -115,9 +97,9 @@ def test_bfloat16_x_with_float32_scale(implementation, interpret):
   y, dx, dscale = _value_and_vjp(fn, x, scale, dy)
   y_ref, dx_ref, dscale_ref = _value_and_vjp(lambda a, b: rms_norm_reference(a, b, eps=0.1), x, scale, dy)
   assert (y.dtype, dx.dtype, dscale.dtype) == (jnp.bfloat16, jnp.bfloat16, jnp.float32)
-  _assert_close(y, y_ref, jnp.bfloat16, "y")
-  _assert_close(dx, dx_ref, jnp.bfloat16, "dx")
-  _assert_close(dscale, dscale_ref, jnp.float32, "dscale")
+  assert_close(y, y_ref, jnp.bfloat16, "y")
+  assert_close(dx, dx_ref, jnp.bfloat16, "dx")
+  assert_close(dscale, dscale_ref, jnp.float32, "dscale")
 
 
 def test_pallas_triton_with_explicit_block_config_and_row_tail():
@@ -128,7 +110,7 @@ def test_pallas_triton_with_explicit_block_config_and_row_tail():
   got = _value_and_vjp(fn, x, scale, dy)
   want = _value_and_vjp(lambda a, b: rms_norm_reference(a, b, eps=0.1), x, scale, dy)
   for g, w, what in zip(got, want, ("y", "dx", "dscale")):
-    _assert_close(g, w, jnp.float32, what)
+    assert_close(g, w, jnp.float32, what)
 
 
 def test_reference_matches_float64_numpy_values_and_gradients():
@@ -158,7 +140,7 @@ def test_default_on_cpu_is_xla_and_works_under_jit_grad(caplog):
   reference_loss = lambda a, b: jnp.sum(rms_norm_reference(a, b, eps=1e-5).astype(jnp.float32) ** 2)
   want = jax.jit(jax.grad(reference_loss, argnums=(0, 1)))(x, scale)
   for g, w in zip(grads, want):
-    _assert_close(g, w, jnp.bfloat16, "grad")
+    assert_close(g, w, jnp.bfloat16, "grad")
 
 
 def test_pallas_triton_without_interpret_on_cpu_says_why():
@@ -214,4 +196,4 @@ def test_inside_a_linen_module_under_jit_and_grad():
   grads = jax.jit(jax.grad(loss))(params, x_btd)
   scale_d = params["params"]["scale"]
   want = jax.grad(lambda s: jnp.mean(rms_norm_reference(x_btd, s, eps=1e-5).astype(jnp.float32) ** 2))(scale_d)
-  _assert_close(grads["params"]["scale"], want, jnp.float32, "dscale")
+  assert_close(grads["params"]["scale"], want, jnp.float32, "dscale")
