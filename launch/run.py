@@ -19,10 +19,26 @@ from launch.config_loader import ConfigError
 log = logging.getLogger("launch.run")
 
 
+class _FirstOccurrenceFilter(logging.Filter):
+  """Lets each distinct message through once: ops log their choice on every trace."""
+
+  def __init__(self):
+    super().__init__()
+    self._seen: set[str] = set()
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if message in self._seen:
+      return False
+    self._seen.add(message)
+    return True
+
+
 def _configure_logging(workdir, process_index: int) -> None:
   fmt = f"%(asctime)s [p{process_index}] %(levelname)s %(name)s: %(message)s"
   handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(workdir / f"log.process_{process_index}.txt")]
   logging.basicConfig(level=logging.INFO, format=fmt, handlers=handlers, force=True)
+  logging.getLogger("jaxlab.ops").addFilter(_FirstOccurrenceFilter())
   for noisy in ("absl", "orbax", "jax._src"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
