@@ -150,7 +150,6 @@ def test_url_workdir_is_rejected():
     check_workdir_writable("gs://bucket/run")
 
 
-@pytest.mark.skipif(not (REPO / "launch" / "run.py").exists(), reason="launch/run.py is not written yet")
 def test_launch_run_rejects_unwritable_workdir_before_importing_jax(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("x")

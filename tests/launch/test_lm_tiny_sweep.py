@@ -11,8 +11,6 @@ from launch.config_loader import load_config, load_sweep
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LM_TINY = REPO / "configs" / "lm_tiny.py"
 
-pytestmark = pytest.mark.skipif(not LM_TINY.exists(), reason="configs/lm_tiny.py is not written yet")
-
 
 def test_variants_load():
   assert load_config(f"{LM_TINY}:default").to_dict() == load_config(str(LM_TINY)).to_dict()
