@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.sharding import axes
-from jaxlab.sharding.annotate import param_with_axes
+from jaxlab.sharding.annotate import constrain, param_with_axes
 
 
 class Embed(nn.Module):
@@ -22,7 +22,10 @@ class Embed(nn.Module):
 
   def __call__(self, ids_bt: jax.Array) -> jax.Array:
     """[batch, time] int ids -> [batch, time, features]."""
-    return jnp.take(self.table_vd, ids_bt, axis=0).astype(self.dtype)
+    # Gather the whole embedding dimension first (FSDP's weight all-gather): a lookup into an
+    # embed-sharded table would make the partitioner reshard the batch-sharded activations.
+    table_vd = constrain(self.table_vd, (axes.VOCAB, None))
+    return jnp.take(table_vd, ids_bt, axis=0).astype(self.dtype)
 
   def attend(self, x_btd: jax.Array) -> jax.Array:
     """[batch, time, features] -> [batch, time, vocab] logits."""
