@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("checkpoint", "data", "metrics", "models", "nn", "ops", "sharding", "testing", "train")
+_LAZY_SUBMODULES = ("checkpoint", "data", "metrics", "models", "nn", "ops", "sharding", "splat", "testing", "train")
 
 
 def __getattr__(name):
