@@ -5,8 +5,10 @@ Each op takes `implementation=None | name | sequence of names` and `interpret=Fa
 front-ends only: kernels are imported when an implementation is first tried.
 """
 
-# Bound eagerly on purpose: the `rms_norm` subpackage shares the function's name, and the
-# import system would otherwise leave the subpackage, not the function, at `jaxlab.ops.rms_norm`.
+# Bound eagerly on purpose: each op subpackage (`rms_norm`, `gaussian_raster`) shares its
+# function's name, and the import system would otherwise leave the subpackage, not the
+# function, at `jaxlab.ops.<op>`.
+from jaxlab.ops.gaussian_raster.api import gaussian_raster, resolve_gaussian_raster
 from jaxlab.ops.registry import IMPLEMENTATIONS, NoImplementationError, default_preference
 from jaxlab.ops.rms_norm.api import resolve_rms_norm, rms_norm
 from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
@@ -16,6 +18,8 @@ __all__ = [
     "NoImplementationError",
     "RmsNormBlockConfig",
     "default_preference",
+    "gaussian_raster",
+    "resolve_gaussian_raster",
     "resolve_rms_norm",
     "rms_norm",
 ]
