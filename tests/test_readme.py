@@ -36,3 +36,13 @@ def test_ci_runs_the_readme_test_command():
   assert "pip install -e '.[test]'" in command and "pytest" in command
   main = re.search(r"<!-- main-command -->\n```bash\n(.*)\n```", README).group(1)
   assert "launch.run --config=configs/lm_tiny.py:smoke" in main
+
+
+def test_splatting_example_renders_and_writes_a_ply(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  namespace: dict = {}
+  exec(compile(_code_after("Gaussian splatting composes these"), "README.md", "exec"), namespace)
+  out = namespace["out"]
+  assert out.rgb.shape == (240, 320, 3) and float(out.alpha.max()) > 0.5
+  assert not bool(out.overflow)
+  assert (tmp_path / "scene.ply").stat().st_size > 10_000 * 59 * 4  # 59 float properties per Gaussian
