@@ -8,6 +8,7 @@ import importlib
 
 TASKS = {
     "lm_sort": "launch.tasks.lm_sort",
+    "splat_fit": "launch.tasks.splat_fit",
 }
 
 
