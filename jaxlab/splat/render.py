@@ -76,6 +76,7 @@ def render(
     on_overflow: str = "error",
     implementation: str | tuple[str, ...] | None = None,
     interpret: bool = False,
+    means2d_offset: jax.Array | None = None,
 ) -> RenderOutput:
   """Renders one camera's view of the Gaussians.
 
@@ -91,6 +92,9 @@ def render(
     on_overflow: "error" raises IntersectionOverflowError, "warn" warns, "ignore" only sets
       `overflow` in the output. Overflow is never silent unless asked for.
     implementation, interpret: passed to `jaxlab.ops.gaussian_raster`.
+    means2d_offset: optional [N, 2] pixels added to the projected means before binning and
+      rasterization. Pass zeros and differentiate with respect to it to get d loss / d means2d,
+      the view-space gradient that 3DGS densification accumulates.
   """
   if on_overflow not in OVERFLOW_MODES:
     raise ValueError(f"on_overflow={on_overflow!r}; choose one of {OVERFLOW_MODES}")
@@ -103,6 +107,8 @@ def render(
     capacity = estimate_capacity_for(gaussians, camera, tile_size=tile_size, eps2d=eps2d)
 
   projected = project(gaussians, camera, eps2d=eps2d, antialiased=antialiased)
+  if means2d_offset is not None:
+    projected = projected.replace(means2d=projected.means2d + means2d_offset)
   bins = bin_gaussians(projected.means2d, projected.radii, projected.depths, width=camera.width, height=camera.height, tile_size=tile_size, capacity=capacity)
   if on_overflow != "ignore":
     jax.debug.callback(functools.partial(_report_overflow, capacity=capacity, mode=on_overflow), bins.overflow, bins.num_intersections)
