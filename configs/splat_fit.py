@@ -1,0 +1,73 @@
+r"""Fit a 3D Gaussian scene to posed images (the 3DGS recipe), on the embedded scene by default.
+
+  python -m launch.run --config=configs/splat_fit.py --workdir=runs/splat
+  python -m launch.run --config=configs/splat_fit.py --workdir=runs/mine \
+      --config.data.path=/data/garden --config.data.format=colmap --config.data.downscale=4
+
+Variants:
+  default: the embedded synthetic scene (generated on first use into the cache directory),
+           128×128 views, 3000 steps.
+  quality: the same scene, more steps and a larger Gaussian budget.
+  smoke:   tiny images and a few steps, for tests.
+"""
+
+import ml_collections
+
+VARIANTS = ("default", "quality", "smoke")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = arg or VARIANTS[0]
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+  c = ml_collections.ConfigDict()
+  c.task = "splat_fit"
+  c.seed = 0
+  c.cpu_devices = 0  # 0: the platform's real devices
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
+
+  c.data = ml_collections.ConfigDict(dict(
+      path="",  # empty: the embedded synthetic scene
+      format="auto",  # auto | blender | nerfstudio | colmap
+      downscale=1,
+      background=(1.0, 1.0, 1.0),
+      test_every=8,
+      views_per_step=1,  # cameras per step; sharded over the mesh's data axis
+      # The embedded scene's size (used only when `path` is empty).
+      synthetic_width=128, synthetic_height=128, synthetic_num_train=64, synthetic_num_test=8, synthetic_num_points=10_000,
+  ))
+  c.model = ml_collections.ConfigDict(dict(
+      capacity=60_000,  # Gaussian slots; densification stops adding when they run out (reported)
+      sh_degree=3,
+      init_random_points=20_000,  # when the dataset has no point cloud
+      intersection_margin=4.0,  # intersection capacity = margin x the initial scene's need
+  ))
+  c.fit = ml_collections.ConfigDict(dict(
+      lambda_dssim=0.2,
+      position_lr_max_steps=3000,
+      densify_from=500, densify_until=2500, densify_every=100, densify_grad_threshold=2e-4,
+      opacity_reset_every=3000, sh_increase_every=1000, random_background=False,
+  ))
+  c.train = ml_collections.ConfigDict(dict(num_steps=3000, log_every=50, eval_every=1000, max_nonfinite_streak=20))
+  c.checkpoint = ml_collections.ConfigDict(dict(save_every=1000, keep=2, async_save=True))
+  c.outputs = ml_collections.ConfigDict(dict(num_test_renders=4, turntable_frames=36, turntable_fps=12))
+
+  if variant == "quality":
+    c.model.capacity = 150_000
+    c.fit.update(position_lr_max_steps=10_000, densify_until=7_000)
+    c.train.update(num_steps=10_000, eval_every=2_500)
+    c.checkpoint.save_every = 2_500
+  elif variant == "smoke":
+    c.data.update(synthetic_width=32, synthetic_height=32, synthetic_num_train=8, synthetic_num_test=2, synthetic_num_points=1_000)
+    c.model.update(capacity=4_000, init_random_points=500)
+    c.fit.update(position_lr_max_steps=60, densify_from=20, densify_until=50, densify_every=10, opacity_reset_every=1000, sh_increase_every=20)
+    c.train.update(num_steps=60, log_every=10, eval_every=30)
+    c.checkpoint.update(save_every=20, keep=2)
+    c.outputs.update(num_test_renders=2, turntable_frames=4)
+  return c
+
+
+def get_sweep() -> list[dict]:
+  """Densification threshold x SSIM weight."""
+  return [{"fit.densify_grad_threshold": t, "fit.lambda_dssim": l} for t in (1e-4, 2e-4) for l in (0.1, 0.2)]

@@ -1,0 +1,147 @@
+"""Fits a Gaussian scene to posed images (configs/splat_fit.py) and writes what users look at.
+
+Outputs in the workdir, besides checkpoints and metrics: `renders/step_<N>/<view>.png`
+(render | ground truth, held-out views), `turntable_step_<N>.gif`, and the scene as
+`point_cloud/iteration_<N>/point_cloud.ply` (the 3DGS output layout that viewers open).
+
+Placement: the Gaussians and optimizer state are replicated on every device and the
+camera batch is sharded over the mesh's `data` axis. Each device renders its own views and
+XLA all-reduces the gradients. Replication is the right default here: every view needs
+every Gaussian that projects into it, a scene of a few million Gaussians (~60 floats each)
+fits one device, and densification rewrites the buffer globally every few hundred steps.
+"""
+
+import dataclasses
+import logging
+import pathlib
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from ml_collections import ConfigDict
+
+from jaxlab.data import build_batches, make_global_batch
+from jaxlab.metrics import MetricWriter
+from jaxlab.sharding import make_mesh
+from jaxlab.splat import estimate_capacity_for, from_point_cloud, render, save_ply
+from jaxlab.splat.datasets import SceneData, load_dataset
+from jaxlab.splat.exports import orbit_cameras, save_animation, save_side_by_side
+from jaxlab.splat.fit import FitSettings, evaluate, init_fit_state, make_fit_step
+from jaxlab.splat.synthetic import ensure_default_scene
+from jaxlab.train import LoopResult, train_loop
+from launch.tasks.common import checkpointer_from_config, loop_settings_from_config
+
+log = logging.getLogger(__name__)
+
+
+def _dataset_path(d: ConfigDict) -> tuple[pathlib.Path, str]:
+  if d.path:
+    return pathlib.Path(d.path).expanduser(), d.format
+  path = ensure_default_scene(width=d.synthetic_width, height=d.synthetic_height, num_train=d.synthetic_num_train, num_test=d.synthetic_num_test, num_points=d.synthetic_num_points)
+  return path, "blender"
+
+
+def _scene_extent(cameras) -> float:
+  """1.1 x the largest camera distance from the cameras' mean centre (the 3DGS rule)."""
+  centers = np.asarray(cameras.camera_center())
+  return float(1.1 * np.max(np.linalg.norm(centers - centers.mean(axis=0), axis=1)))
+
+
+def _initial_gaussians(train: SceneData, m: ConfigDict, extent: float, seed: int):
+  if train.points is not None and len(train.points):
+    points, colors = train.points, train.point_colors
+  else:
+    rng = np.random.default_rng(seed)
+    center = np.asarray(train.cameras.camera_center()).mean(axis=0)
+    points = center + rng.uniform(-1.0, 1.0, (m.init_random_points, 3)) * extent / 1.1
+    colors = rng.uniform(0.0, 1.0, (m.init_random_points, 3))
+    log.info("No point cloud in the dataset: %d random points in the cameras' bounding cube.", m.init_random_points)
+  if len(points) > m.capacity:
+    raise ValueError(f"model.capacity={m.capacity} is smaller than the initial point cloud ({len(points)} points); raise it")
+  return from_point_cloud(np.asarray(points, np.float32), np.asarray(colors, np.float32), sh_degree=m.sh_degree, capacity=m.capacity)
+
+
+def _fit_settings(c: ConfigDict, background) -> FitSettings:
+  return FitSettings(**dict(c.fit), background=tuple(background))
+
+
+def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
+  d = config.data
+  path, data_format = _dataset_path(d)
+  load = lambda split: load_dataset(path, format=data_format, split=split, downscale=d.downscale, background=tuple(d.background), test_every=d.test_every)
+  train, test = load("train"), load("test")
+  width, height = train.cameras.width, train.cameras.height
+  log.info("Dataset %s (%s): %d train and %d test views of %dx%d.", path, data_format, len(train.names), len(test.names), width, height)
+
+  extent = _scene_extent(train.cameras)
+  gaussians = _initial_gaussians(train, config.model, extent, config.seed)
+  capacity = int(config.model.intersection_margin * estimate_capacity_for(gaussians, train.cameras))
+  settings = _fit_settings(config, d.background)
+  log.info("Scene extent %.3f; %d initial Gaussians in %d slots; %d intersection slots.", extent, int(gaussians.active.sum()), gaussians.num, capacity)
+
+  mesh = make_mesh(dict(config.mesh))
+  replicated = NamedSharding(mesh, P())
+  views = NamedSharding(mesh, P("data"))
+  state = jax.device_put(init_fit_state(gaussians, settings), replicated)
+  train_step = make_fit_step(settings, width=width, height=height, capacity=capacity, scene_extent=extent, mesh=mesh)
+
+  train_images = np.asarray(train.images, np.float32)
+  source = [{"view": np.int32(i)} for i in range(len(train.names))]
+  batches = build_batches(source, global_batch_size=d.views_per_step, seed=config.seed)
+
+  def to_device(batch):
+    index = batch["view"]
+    host = {"camera": jax.tree.map(lambda x: np.asarray(x)[index], train.cameras), "image": train_images[index]}
+    return make_global_batch(host, views)
+
+  test_cameras = test.cameras
+  test_images = jnp.asarray(test.images, jnp.float32)
+  background = jnp.asarray(d.background, jnp.float32)
+
+  def evaluate_params(gaussians):
+    return evaluate(gaussians, test_cameras, test_images, capacity=capacity, background=background)
+
+  checkpointer = checkpointer_from_config(config.checkpoint, workdir)
+  with jax.set_mesh(mesh), MetricWriter(workdir) as writer:
+    try:
+      result = train_loop(
+          state,
+          train_step=train_step,
+          batches=iter(batches),
+          to_device=to_device,
+          rng=jax.random.key(config.seed),
+          settings=loop_settings_from_config(config.train),
+          checkpointer=checkpointer,
+          writer=writer,
+          evaluate=evaluate_params,
+          stop_requested=stop_requested,
+      )
+    finally:
+      checkpointer.close()
+  if jax.process_index() == 0:
+    _write_outputs(workdir, result, test, capacity, background, config.outputs, extent)
+  return result
+
+
+def _write_outputs(workdir: pathlib.Path, result: LoopResult, test: SceneData, capacity: int, background, o: ConfigDict, extent: float) -> None:
+  """Test renders beside ground truth, a turntable GIF and the PLY, once per final step."""
+  gaussians = result.state.params
+  tag = f"step_{result.final_step}"
+  draw = jax.jit(lambda g, camera: render(g, camera, capacity=capacity, background=background, on_overflow="warn").rgb)
+  for i in range(min(o.num_test_renders, len(test.names))):
+    name = pathlib.Path(test.names[i]).stem
+    save_side_by_side(workdir / "renders" / tag / f"{name}.png", draw(gaussians, test.cameras[i]), test.images[i])
+  centers = np.asarray(test.cameras.camera_center())
+  up = -np.asarray(test.cameras.world_to_camera)[:, 1, :3].mean(axis=0)  # mean camera "up" (OpenCV y is down)
+  target = np.asarray(gaussians.means)[np.asarray(gaussians.active)].mean(axis=0)
+  radius = float(np.median(np.linalg.norm(centers - target, axis=1)))
+  orbit = orbit_cameras(test.cameras[0], center_3=target, radius=radius * 0.9, height=radius * 0.35, num_frames=o.turntable_frames, up_3=up)
+  frames = [draw(gaussians, orbit[i]) for i in range(o.turntable_frames)]
+  save_animation(workdir / f"turntable_{tag}.gif", frames, fps=o.turntable_fps)
+  ply_path = workdir / "point_cloud" / f"iteration_{result.final_step}" / "point_cloud.ply"
+  if not ply_path.exists():  # a rerun of a finished run keeps the file it wrote
+    ply_path.parent.mkdir(parents=True, exist_ok=True)
+    save_ply(ply_path, jax.device_get(gaussians))
+  log.info("Wrote renders, turntable and %s.", ply_path)
