@@ -31,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       path="",  # empty: the embedded synthetic scene
       format="auto",  # auto | blender | nerfstudio | colmap
       downscale=1,
-      background=(1.0, 1.0, 1.0),
+      background=(0.0, 0.0, 0.0),  # black, as 3DGS (a white one adds an opacity reset at densify_from)
       test_every=8,
       views_per_step=1,  # cameras per step; sharded over the mesh's data axis
       # The embedded scene's size (used only when `path` is empty).
