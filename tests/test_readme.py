@@ -35,7 +35,7 @@ def test_ci_runs_the_readme_test_command():
   command = re.search(r"<!-- test-command -->\n```bash\n(.*)\n```", README).group(1)
   assert "pip install -e '.[test]'" in command and "pytest" in command
   main = re.search(r"<!-- main-command -->\n```bash\n(.*)\n```", README).group(1)
-  assert "launch.run --config=configs/lm_tiny.py:smoke" in main
+  assert "launch.run --config=configs/splat_fit.py" in main
 
 
 def test_splatting_example_renders_and_writes_a_ply(tmp_path, monkeypatch):
