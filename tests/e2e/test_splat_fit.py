@@ -62,3 +62,10 @@ def test_stop_and_resume_gives_identical_parameters(config, straight, tmp_path):
   assert resumed.start_step == 6 and resumed.final_step == 16
   for a, b in zip(jax.tree.leaves(resumed.state.params), jax.tree.leaves(straight[1].state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_capacity_smaller_than_the_point_cloud_is_refused(config):
+  train = splat_fit.load_dataset(splat_fit._dataset_path(config.data)[0], format="blender", split="train")
+  small = apply_overrides(config, {"model.capacity": 10})
+  with pytest.raises(ValueError, match="model.capacity=10 is smaller than the initial point cloud"):
+    splat_fit._initial_gaussians(train, small.model, 1.0, 0)
