@@ -13,6 +13,8 @@ loop) works. Variants:
 
 import ml_collections
 
+from configs.common import pick_variant
+
 VARIANTS = ("default", "smoke")
 
 # Held-out token accuracy the smoke variant must reach (asserted by tests/launch/test_lm_tiny_e2e.py).
@@ -20,9 +22,7 @@ SMOKE_TARGET_ACCURACY = 0.90
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = arg or VARIANTS[0]
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+  variant = pick_variant(arg, VARIANTS)
   c = ml_collections.ConfigDict()
   c.task = "lm_sort"
   c.seed = 0

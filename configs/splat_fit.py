@@ -14,13 +14,13 @@ Variants:
 
 import ml_collections
 
+from configs.common import pick_variant
+
 VARIANTS = ("default", "quality", "smoke")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variant = arg or VARIANTS[0]
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+  variant = pick_variant(arg, VARIANTS)
   c = ml_collections.ConfigDict()
   c.task = "splat_fit"
   c.seed = 0
