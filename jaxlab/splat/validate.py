@@ -62,7 +62,7 @@ def _bad_rows_per_field(fields: tuple[Any, ...], active_n: Any) -> list[tuple[in
 def check_gaussians(gaussians: Any) -> None:
   """Raises ValueError for a malformed `Gaussians`.
 
-  Checks: every field has the shape of the contract with one common N
+  Checks: every field has the documented shape with one common N
   (means [N, 3], log_scales [N, 3], quats [N, 4], opacity_logits [N], sh [N, K, 3] with
   K in 1, 4, 9, 16, active [N]); parameters are floating point and `active` is bool; and,
   on concrete arrays only, that active rows have finite parameters (inactive rows may

@@ -134,7 +134,7 @@ def _pixel_centres(tile, *, tile_size: int, tiles_x: int, width: int, height: in
 
 
 def _footprint(gaussian: _Gaussian, px, py) -> _Footprint:
-  """Alpha of one Gaussian at every pixel, with the contract's skip rules."""
+  """Alpha of one Gaussian at every pixel, with the 3DGS skip rules."""
   dx = gaussian.mean_x - px
   dy = gaussian.mean_y - py
   sigma = 0.5 * (gaussian.conic_a * dx * dx + gaussian.conic_c * dy * dy) + gaussian.conic_b * dx * dy

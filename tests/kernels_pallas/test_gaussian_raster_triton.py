@@ -1,6 +1,6 @@
 """The Triton-lowered Gaussian rasterization kernels, in interpret mode, against brute force.
 
-Forward outputs are compared with a per-pixel numpy renderer written from the contract, and
+Forward outputs are compared with a per-pixel numpy renderer written from the image-formation rule, and
 gradients with autodiff of the same renderer written in jnp. Both renderers read the same
 per-tile intersection lists as the kernels (built here by a small box-overlap binning), so
 any disagreement is the kernels' compositing or their backward. Most tests share one image
@@ -21,7 +21,7 @@ from jax import lax
 from jaxlab.ops.gaussian_raster.config import SUPPORTED_TILE_SIZES, GaussianRasterConfig
 from kernels_pallas.gaussian_raster import triton as raster
 
-# The contract's constants, restated so the kernels are checked against them.
+# The image-formation constants, restated so the kernels are checked against them.
 MAX_ALPHA = 0.99
 MIN_ALPHA = 1.0 / 255.0
 MIN_TRANSMITTANCE = 1e-4
@@ -116,7 +116,7 @@ def bin_by_boxes(scene: Scene, *, width, height, tile, radius_sigmas=3.0) -> Bin
 
 
 def render_numpy(scene: Scene, bins: Bins, *, width, height, tile):
-  """Per-pixel float64 compositing straight from the contract; returns outputs and Stats."""
+  """Per-pixel float64 compositing straight from the image-formation rule; returns outputs and Stats."""
   tiles_x = -(-width // tile)
   rgb = np.zeros((height, width, 3))
   alpha_out = np.zeros((height, width))
@@ -157,7 +157,7 @@ def render_numpy(scene: Scene, bins: Bins, *, width, height, tile):
 
 @functools.partial(jax.jit, static_argnames=("width", "height", "tile"))
 def render_jnp(means2d, conics, colors, opacities, depths, background, lists_tl, *, width, height, tile):
-  """The contract in jnp for autodiff: one scan step per list position, all pixels at once."""
+  """The image-formation rule in jnp for autodiff: one scan step per list position, all pixels at once."""
   tiles_x = -(-width // tile)
   rows, cols = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing="ij")
   members_lhw = jnp.moveaxis(lists_tl[(rows // tile) * tiles_x + cols // tile], -1, 0)

@@ -108,7 +108,7 @@ def bin_scene(scene, width=WIDTH, height=HEIGHT, tile_size=16):
 
 
 def brute_force(scene, width, height):
-  """The contract applied literally in float64: per pixel, all Gaussians front to back.
+  """The image-formation rule applied literally in float64: per pixel, all Gaussians front to back.
 
   Returns (rgb, alpha, depth, weight_n), weight_n being each Gaussian's compositing weight
   summed over the image. Plain Python floats: NumPy scalars would be several times slower.

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Contract constants (3DGS / gsplat).
+# Image-formation constants (3DGS / gsplat).
 MAX_ALPHA = 0.99
 MIN_ALPHA = 1.0 / 255.0
 MIN_TRANSMITTANCE = 1e-4
@@ -38,7 +38,7 @@ def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
 
 
 def gaussian_alpha(delta_x, delta_y, conics_n3, opacities_n):
-  """Opacity of Gaussians at pixel offsets (mean - pixel), 0 where the contract skips.
+  """Opacity of Gaussians at pixel offsets (mean - pixel), 0 where 3DGS skips.
 
   Args:
     delta_x, delta_y: [C, P] offsets mean - pixel centre, in pixels.
