@@ -541,6 +541,17 @@ def _static(width, height, tile_size, config, interpret) -> _Static:
   return _Static(int(width), int(height), int(tile_size), config, bool(interpret))
 
 
+def _prepare(inputs, width, height, tile_size, config, interpret):
+  """Static settings plus the inputs as arrays (black background if None), checked."""
+  static = _static(width, height, tile_size, config, interpret)
+  *rest, background_3 = inputs
+  if background_3 is None:
+    background_3 = jnp.zeros((3,), jnp.float32)
+  arrays = tuple(jnp.asarray(a) for a in (*rest, background_3))
+  _check_inputs(*arrays, static)
+  return arrays, static
+
+
 def rasterize(
     means2d_n2: jax.Array,
     conics_n3: jax.Array,
@@ -575,14 +586,7 @@ def rasterize(
     sum of alpha·T·depth (divide by alpha for the expected depth). Gradients flow to the
     five float inputs and the background; the integer inputs get float0 cotangents.
   """
-  static = _static(width, height, tile_size, config, interpret)
-  if background_3 is None:
-    background_3 = jnp.zeros((3,), jnp.float32)
-  arrays = tuple(
-      jnp.asarray(a)
-      for a in (means2d_n2, conics_n3, colors_n3, opacities_n, depths_n, gaussian_ids_k, tile_ranges_t2, background_3)
-  )
-  _check_inputs(*arrays, static)
+  arrays, static = _prepare((means2d_n2, conics_n3, colors_n3, opacities_n, depths_n, gaussian_ids_k, tile_ranges_t2, background_3), width, height, tile_size, config, interpret)
   return _rasterize(*arrays, static)
 
 
@@ -592,12 +596,5 @@ def render_tiles(
     interpret: bool = False,
 ) -> ForwardTiles:
   """The forward kernel's raw tile-major outputs (for tests and benchmarks; not differentiable)."""
-  static = _static(width, height, tile_size, config, interpret)
-  if background_3 is None:
-    background_3 = jnp.zeros((3,), jnp.float32)
-  arrays = tuple(
-      jnp.asarray(a)
-      for a in (means2d_n2, conics_n3, colors_n3, opacities_n, depths_n, gaussian_ids_k, tile_ranges_t2, background_3)
-  )
-  _check_inputs(*arrays, static)
+  arrays, static = _prepare((means2d_n2, conics_n3, colors_n3, opacities_n, depths_n, gaussian_ids_k, tile_ranges_t2, background_3), width, height, tile_size, config, interpret)
   return _forward(arrays, static)

@@ -12,6 +12,7 @@ from jax.flatten_util import ravel_pytree
 import numpy as np
 import pytest
 
+from tests.splat.test_gaussians import _hamilton
 from jaxlab.splat import Camera, Gaussians, check_gaussians, look_at, project, stack_cameras
 
 NUM = 10
@@ -28,17 +29,6 @@ _jitted_project = jax.jit(lambda g, camera, eps2d, antialiased: project(g, camer
 def _project(g: Gaussians, camera: Camera, *, eps2d: float = 0.3, antialiased: bool = False):
   """The projection as NumPy arrays (slicing device arrays eagerly would compile each slice)."""
   return jax.device_get(_jitted_project(g, camera, eps2d, antialiased))  # eps2d traced: one compile
-
-
-def _hamilton(p, q):
-  pw, px, py, pz = np.moveaxis(p, -1, 0)
-  qw, qx, qy, qz = np.moveaxis(q, -1, 0)
-  return np.stack([
-      pw * qw - px * qx - py * qy - pz * qz,
-      pw * qx + px * qw + py * qz - pz * qy,
-      pw * qy - px * qz + py * qw + pz * qx,
-      pw * qz + px * qy - py * qx + pz * qw,
-  ], axis=-1)
 
 
 def _rotation(q_4: np.ndarray) -> np.ndarray:
