@@ -1,0 +1,45 @@
+"""Quantization: schemes, packed weight formats, round-to-nearest and activation quantizers."""
+
+from jaxlab.quant.activations import dequantize_activations, fake_quantize_activations, quantize_activations
+from jaxlab.quant.experts import ExpertWeights, from_dense
+from jaxlab.quant.packing import pack_codes, unpack_codes
+from jaxlab.quant.rtn import (
+    average_bits,
+    dequantize_experts,
+    dequantize_weight,
+    quantize_experts,
+    quantize_weight,
+)
+from jaxlab.quant.scheme import (
+    BF16,
+    PACK_BLOCK,
+    SUPPORTED_SCHEMES,
+    QuantScheme,
+    activation_bits,
+    bits_per_weight,
+    parse_scheme,
+)
+from jaxlab.quant.weights import QuantizedWeight
+
+__all__ = [
+    "BF16",
+    "PACK_BLOCK",
+    "SUPPORTED_SCHEMES",
+    "ExpertWeights",
+    "QuantScheme",
+    "QuantizedWeight",
+    "activation_bits",
+    "average_bits",
+    "bits_per_weight",
+    "dequantize_activations",
+    "dequantize_experts",
+    "dequantize_weight",
+    "fake_quantize_activations",
+    "from_dense",
+    "pack_codes",
+    "parse_scheme",
+    "quantize_activations",
+    "quantize_experts",
+    "quantize_weight",
+    "unpack_codes",
+]
