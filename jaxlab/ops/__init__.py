@@ -5,21 +5,27 @@ Each op takes `implementation=None | name | sequence of names` and `interpret=Fa
 front-ends only: kernels are imported when an implementation is first tried.
 """
 
-# Bound eagerly on purpose: each op subpackage (`rms_norm`, `gaussian_raster`) shares its
+# Bound eagerly on purpose: each op subpackage (`rms_norm`, `gaussian_raster`, `grouped_matmul`) shares its
 # function's name, and the import system would otherwise leave the subpackage, not the
 # function, at `jaxlab.ops.<op>`.
 from jaxlab.ops.gaussian_raster.api import gaussian_raster, resolve_gaussian_raster
+from jaxlab.ops.grouped_matmul.api import grouped_matmul, resolve_grouped_matmul
+from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig, TileShape
 from jaxlab.ops.registry import IMPLEMENTATIONS, NoImplementationError, default_preference
 from jaxlab.ops.rms_norm.api import resolve_rms_norm, rms_norm
 from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
 
 __all__ = [
+    "GroupedMatmulConfig",
     "IMPLEMENTATIONS",
     "NoImplementationError",
     "RmsNormBlockConfig",
     "default_preference",
     "gaussian_raster",
+    "grouped_matmul",
     "resolve_gaussian_raster",
+    "resolve_grouped_matmul",
     "resolve_rms_norm",
     "rms_norm",
+    "TileShape",
 ]

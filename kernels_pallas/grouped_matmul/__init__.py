@@ -1,0 +1,1 @@
+"""Grouped (ragged) matmul kernels for mixture-of-experts layers."""

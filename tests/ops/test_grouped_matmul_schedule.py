@@ -1,0 +1,53 @@
+"""The tile schedule covers every tile of every local expert exactly once, within the bound."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.ops.grouped_matmul import schedule as schedule_lib
+
+
+def _valid_tiles(schedule):
+  schedule = np.asarray(schedule)
+  valid = schedule[schedule_lib.STACK] >= 0
+  return [tuple(int(v) for v in column) for column in schedule[:, valid].T]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_schedule_matches_an_independent_enumeration(seed):
+  rng = np.random.default_rng(seed)
+  num_groups = int(rng.integers(1, 9))
+  num_local = int(rng.integers(1, num_groups + 1))
+  offset = int(rng.integers(0, num_groups - num_local + 1))
+  sizes = rng.integers(0, 40, size=num_groups)
+  sizes[rng.random(num_groups) < 0.3] = 0  # Empty groups.
+  num_rows = int(sizes.sum()) + int(rng.integers(0, 20))  # Ragged tail past the groups.
+  out_features = int(rng.integers(1, 100))
+  tiling = schedule_lib.ExpertTiling(
+      stack=tuple(int(s) for s in rng.integers(0, 3, size=num_local)),
+      slot=tuple(range(num_local)),
+      block_m=tuple(int(b) for b in rng.choice([16, 32, 64], size=num_local)),
+      block_n=tuple(int(b) for b in rng.choice([16, 32], size=num_local)),
+  )
+  schedule = schedule_lib.build_schedule(jnp.asarray(sizes, jnp.int32), offset, num_rows, out_features, tiling)
+  expected = schedule_lib.schedule_numpy(sizes, offset, num_rows, out_features, tiling)
+  assert _valid_tiles(schedule) == expected
+  assert schedule.shape == (schedule_lib.NUM_FIELDS, schedule_lib.grid_bound(num_rows, out_features, tiling))
+
+
+def test_bound_holds_for_the_worst_split():
+  # One row per group maximises ceil() waste: every group costs a whole row tile.
+  tiling = schedule_lib.ExpertTiling(stack=(0,) * 8, slot=tuple(range(8)), block_m=(64,) * 8, block_n=(32,) * 8)
+  sizes = np.ones(8, np.int64)
+  tiles = schedule_lib.schedule_numpy(sizes, 0, 8, 100, tiling)
+  assert len(tiles) == 8 * 4
+  assert schedule_lib.grid_bound(8, 100, tiling) >= len(tiles)
+
+
+def test_schedule_is_jittable_with_a_traced_offset():
+  tiling = schedule_lib.ExpertTiling(stack=(0, 0), slot=(0, 1), block_m=(16, 16), block_n=(16, 16))
+  sizes = jnp.asarray([5, 20, 3, 0], jnp.int32)
+  build = jax.jit(lambda s, o: schedule_lib.build_schedule(s, o, 28, 20, tiling))
+  got = _valid_tiles(build(sizes, jnp.int32(1)))
+  assert got == schedule_lib.schedule_numpy(np.asarray(sizes), 1, 28, 20, tiling)
