@@ -14,6 +14,9 @@ shard_map = jax.shard_map
 # `jax.set_mesh` is the context manager that makes a mesh the ambient one.
 set_mesh = jax.set_mesh
 
+# The mesh made ambient by `jax.set_mesh` (an empty AbstractMesh when there is none).
+get_abstract_mesh = jax.sharding.get_abstract_mesh
+
 # Values being traced by jit/grad/vmap are Tracers; concrete arrays are not.
 Tracer = jax.core.Tracer
 
