@@ -46,3 +46,18 @@ def test_splatting_example_renders_and_writes_a_ply(tmp_path, monkeypatch):
   assert out.rgb.shape == (240, 320, 3) and float(out.alpha.max()) > 0.5
   assert not bool(out.overflow)
   assert (tmp_path / "scene.ply").stat().st_size > 10_000 * 59 * 4  # 59 float properties per Gaussian
+
+
+def test_moe_example_runs_and_quantized_experts_stay_close():
+  namespace: dict = {}
+  exec(compile(_code_after("Mixture-of-experts layers run their experts"), "README.md", "exec"), namespace)
+  assert namespace["y"].shape == (2, 16, 128)
+  assert int(namespace["aux"].tokens_per_expert.sum()) == 2 * 16 * 2
+  y_q = np.asarray(namespace["y_q"])
+  p = namespace["params"]
+  from jaxlab.moe import moe_ffn
+
+  y_float, _ = moe_ffn(namespace["x"].reshape(-1, 128), p["router"], p["gate_up"], p["down"], top_k=2)
+  y_float = np.asarray(y_float)
+  assert y_q.shape == y_float.shape
+  assert np.linalg.norm(y_q - y_float) < 0.2 * np.linalg.norm(y_float)

@@ -55,6 +55,11 @@ def _pallas_triton(lhs_mk, rhs, group_sizes_g, *, group_offset, out_dtype, confi
 _GROUPED_MATMUL = registry.Op("grouped_matmul", {"xla": _xla, "pallas_triton": _pallas_triton})
 
 
+def _is_concrete(x) -> bool:
+  """A value known now (not a tracer, not a ShapeDtypeStruct): checks on its contents can run."""
+  return isinstance(x, (int, np.integer, np.ndarray, jax.Array)) and not isinstance(x, _compat.Tracer)
+
+
 def _check_arguments(lhs_mk, rhs, group_sizes_g, group_offset, config) -> tuple[int, int]:
   """Validates shapes and dtypes; returns (number of local experts, output features)."""
   if lhs_mk.ndim != 2:
@@ -87,13 +92,13 @@ def _check_arguments(lhs_mk, rhs, group_sizes_g, group_offset, config) -> tuple[
   num_groups = group_sizes_g.shape[0]
   if num_groups < num_local:
     raise ValueError(f"grouped_matmul: {num_groups} group sizes for {num_local} experts in rhs")
-  if not isinstance(group_offset, _compat.Tracer):
+  if _is_concrete(group_offset):
     offset = int(np.asarray(group_offset))
     if offset < 0 or offset + num_local > num_groups:
       raise ValueError(
           f"grouped_matmul: group_offset={offset} with {num_local} local experts exceeds {num_groups} groups"
       )
-  if not isinstance(group_sizes_g, _compat.Tracer):
+  if _is_concrete(group_sizes_g):
     sizes = np.asarray(group_sizes_g)
     if (sizes < 0).any():
       raise ValueError(f"grouped_matmul: group_sizes must be >= 0, got {sizes.tolist()}")

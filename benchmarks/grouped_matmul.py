@@ -1,0 +1,461 @@
+"""Grouped-matmul benchmark for mixture-of-experts layers: every implementation side by side, per scheme.
+
+  python benchmarks/grouped_matmul.py --out /tmp/grouped_matmul.json
+  python benchmarks/grouped_matmul.py --device-check --out /tmp/grouped_matmul.json
+  python benchmarks/grouped_matmul.py --shapes deepseek_decode --schemes bf16,mixed \
+      --implementations xla,pallas_triton
+
+Shapes (bench/anchors.md, "Grouped matmul for mixture-of-experts layers"; lhs bfloat16, rows sorted
+by expert):
+  deepseek_prefill  G=64, K=2048, N=2816 (gate and up fused, 2 x 1408), 8192 tokens x top-6 = 49152
+                    rows; group sizes Zipf-skewed, p_e proportional to 1/e (e = 1..64), rounded by
+                    largest remainder (ties to the lower expert) so they sum to exactly 49152.
+  deepseek_decode   same experts, 64 tokens x top-6 = 384 rows, 6 per expert.
+  mixtral_prefill   G=8, K=4096, N=28672 (2 x 14336), 8192 tokens x top-2 = 16384 rows, evenly spread
+                    (2048 per expert): the balanced routing a load-balanced model aims at.
+Off a GPU the same names stand for scaled-down shapes (same G and routing, small K, N and rows),
+and only the XLA-based implementations are timed; `--cpu-small` picks those shapes on a GPU too.
+
+Schemes: bf16, w8a16_g-1_asym (8-bit weights, one scale and zero per output channel),
+w4a16_g128_asym, w8a8_g-1_sym, w4a4_g-1_sym, and "mixed": expert e gets scheme e mod 4 of
+(w4a16_g128_asym, w8a16_g-1_asym, w8a8_g-1_sym, w4a4_g-1_sym), a quarter of the experts each.
+Round-robin rather than contiguous quarters, so that under Zipf routing no one scheme owns all the
+heavily loaded experts. Weights are random normal / sqrt(K) in bfloat16, quantized by round-to-
+nearest (`jaxlab.quant.rtn`); bf16 experts stay bfloat16.
+
+Implementations per (shape, scheme):
+  xla                          `jaxlab.ops.grouped_matmul` reference: dequantize to float32,
+                               fake-quantize wXaY activations, one float32 `ragged_dot` (bf16
+                               experts: bfloat16 operands with float32 accumulation, which is
+                               the same math: a product of two bfloat16 values is exact in float32).
+  pallas_triton                the op's Pallas (Triton) kernel, default tile heuristic.
+  xla_dequant_ragged_dot_bf16  dequantize the weights to bfloat16 inside the timed function, then
+                               `jax.lax.ragged_dot` on bfloat16 operands (for bf16: plain ragged_dot;
+                               the anchor's XLA rows). Activations are never quantized here, so for
+                               wXa8/wXa4 it is a cost baseline, not the same numbers.
+  tokamax                      `tokamax.ragged_dot` (Mosaic GPU), bf16 scheme only, when importable;
+                               otherwise one row with status "unavailable" and the import error.
+
+Metrics: median ms of 20 runs after warm-up (`common.time_call`), fewer (never under 5) where 20
+runs would take more than `--max-seconds`: XLA on NVIDIA GPUs rewrites a float32 ragged_dot into
+one dense dot over all groups (G times the useful FLOPs), so the xla reference takes about a second
+per run at the prefill shapes; each row records its `iters`. TFLOP/s counts useful work only:
+2 * rows * K * N / time, rows being the routed rows. Weight GB/s = bytes of the weights as passed
+(packed codes, scales and zeros: `ExpertWeights.num_bytes`; bfloat16 for bf16) / time. "x xla" =
+xla time / this time; "x rd16" = xla_dequant_ragged_dot_bf16 time / this time (the bench/anchors.md
+baseline: the targets ask for >= 20x over bf16 `ragged_dot`). The mixed row also gives the slowest of the four uniform schemes it
+contains, for the same implementation and shape, and whether mixed <= that time (target: a mixed
+assignment is never slower than the slowest uniform scheme it contains). Before timing, every
+output at the timed shape is compared with the xla output (err column; FAIL above 2e-2; "info"
+where the bfloat16 baselines skip activation quantization and so compute other numbers).
+
+`--device-check` runs a correctness suite first: for each scheme (and mixed), pallas_triton
+against xla at a small odd shape (100 rows, K=256, N=96, G=6, with an empty group, a one-row
+group and 7 rows that belong to no group) in float32 and bfloat16, and at the (full or small)
+deepseek_decode shape in bfloat16; plus forward and gradients (lhs and rhs, float weights) of
+pallas_triton against xla's autodiff at the small shape. Tolerance: max |error| / max |reference|
+<= 1e-4 for float32 lhs, 2e-2 for bfloat16. Off a GPU, pallas_triton runs in the Pallas
+interpreter there. Exit status 1 if any check, here or at a timed shape, fails (each is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+import time
+
+if __package__ in (None, ""):
+  # Run as a script from a checkout: make `jaxlab`, `kernels_pallas`, `benchmarks` importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+from jaxlab import ops
+from jaxlab.ops import registry
+from jaxlab.quant import parse_scheme, rtn
+
+SCHEMES = ("bf16", "w8a16_g-1_asym", "w4a16_g128_asym", "w8a8_g-1_sym", "w4a4_g-1_sym", "mixed")
+# Expert e of the mixed assignment uses MIXED_SCHEMES[e % 4].
+MIXED_SCHEMES = ("w4a16_g128_asym", "w8a16_g-1_asym", "w8a8_g-1_sym", "w4a4_g-1_sym")
+IMPLEMENTATIONS = ("xla", "pallas_triton", "xla_dequant_ragged_dot_bf16", "tokamax")
+
+# Max error relative to the largest reference value, by lhs dtype.
+_TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2}
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+# Check shape: N not a multiple of any tile, an empty group, a one-row group, 7 unrouted rows.
+_CHECK_ROWS, _CHECK_K, _CHECK_N = 100, 256, 96
+_CHECK_SIZES = (23, 0, 1, 40, 17, 12)
+
+# Fewest timed runs of a measurement, however slow one run is.
+_MIN_ITERS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  """One timed problem: G experts of [K, N], `num_rows` routed rows spread by `routing`."""
+
+  name: str
+  num_groups: int
+  k: int
+  n: int
+  num_rows: int
+  routing: str  # "zipf" (p_e proportional to 1/e) or "even".
+
+  def group_sizes(self) -> np.ndarray:
+    if self.routing == "zipf":
+      return zipf_group_sizes(self.num_rows, self.num_groups)
+    return even_group_sizes(self.num_rows, self.num_groups)
+
+  def describe(self) -> str:
+    return f"G={self.num_groups} K={self.k} N={self.n} rows={self.num_rows} ({self.routing})"
+
+
+_GPU_SHAPES = (
+    Shape("deepseek_prefill", 64, 2048, 2816, 49152, "zipf"),
+    Shape("deepseek_decode", 64, 2048, 2816, 384, "even"),
+    Shape("mixtral_prefill", 8, 4096, 2 * 14336, 16384, "even"),
+)
+# Same names, G and routing; sized so that XLA's CPU ragged_dot takes tens of milliseconds.
+_CPU_SHAPES = (
+    Shape("deepseek_prefill", 64, 128, 128, 512, "zipf"),
+    Shape("deepseek_decode", 64, 128, 128, 128, "even"),
+    Shape("mixtral_prefill", 8, 256, 512, 512, "even"),
+)
+SHAPE_NAMES = tuple(s.name for s in _GPU_SHAPES)
+
+
+def zipf_group_sizes(num_rows: int, num_groups: int) -> np.ndarray:
+  """Rows per expert with p_e proportional to 1/e, largest-remainder rounded to sum to `num_rows`."""
+  p = 1.0 / np.arange(1, num_groups + 1)
+  quota = num_rows * p / p.sum()
+  sizes = np.floor(quota).astype(np.int64)
+  # Stable sort: equal remainders go to the lower expert id, so the split is deterministic.
+  order = np.argsort(-(quota - sizes), kind="stable")
+  sizes[order[: num_rows - int(sizes.sum())]] += 1
+  return sizes
+
+
+def even_group_sizes(num_rows: int, num_groups: int) -> np.ndarray:
+  """Rows per expert as equal as possible; the first `num_rows % G` experts get one more."""
+  base, extra = divmod(num_rows, num_groups)
+  return np.asarray([base + (e < extra) for e in range(num_groups)], np.int64)
+
+
+def expert_schemes(scheme: str, num_groups: int) -> list[str]:
+  """Scheme name of every expert: one scheme for all, or the round-robin mixed assignment."""
+  if scheme == "mixed":
+    return [MIXED_SCHEMES[e % len(MIXED_SCHEMES)] for e in range(num_groups)]
+  return [scheme] * num_groups
+
+
+def _inputs(num_rows, num_groups, k, n, dtype, seed):
+  """lhs [M, K] ~ N(0, 1) and float weights [G, K, N] ~ N(0, 1/K), both in `dtype`."""
+  k_lhs, k_w = jax.random.split(jax.random.key(seed))
+  lhs_mk = jax.random.normal(k_lhs, (num_rows, k), jnp.float32).astype(dtype)
+  w_gkn = (jax.random.normal(k_w, (num_groups, k, n), jnp.float32) / np.sqrt(k)).astype(dtype)
+  return lhs_mk, w_gkn
+
+
+def _op_fn(implementation: str, interpret: bool = False):
+  """f(lhs, experts, sizes) for one implementation (not jitted)."""
+  if implementation in ("xla", "pallas_triton"):
+    return lambda lhs, ew, sizes: ops.grouped_matmul(lhs, ew, sizes, implementation=implementation,
+                                                      interpret=interpret)
+  if implementation == "xla_dequant_ragged_dot_bf16":
+    return lambda lhs, ew, sizes: jax.lax.ragged_dot(
+        lhs.astype(jnp.bfloat16), rtn.dequantize_experts(ew, jnp.bfloat16), sizes)
+  if implementation == "tokamax":
+    tokamax = importlib.import_module("tokamax")
+    return lambda lhs, ew, sizes: tokamax.ragged_dot(
+        lhs.astype(jnp.bfloat16), rtn.dequantize_experts(ew, jnp.bfloat16), sizes, implementation="mosaic")
+  raise ValueError(f"unknown implementation {implementation!r}; choose from {IMPLEMENTATIONS}")
+
+
+def _short(error: BaseException) -> str:
+  lines = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def _check_forward(scheme, num_rows, k, n, sizes, dtype_name, interpret, label, seed) -> dict:
+  """pallas_triton against xla for one scheme at one shape; error relative to max |xla|."""
+  row = {"check": "forward", "shape": label, "scheme": scheme, "dtype": dtype_name, "interpret": interpret}
+  try:
+    num_groups = len(sizes)
+    lhs, w = _inputs(num_rows, num_groups, k, n, _DTYPES[dtype_name], seed)
+    experts = rtn.quantize_experts(w, expert_schemes(scheme, num_groups))
+    sizes_g = jnp.asarray(sizes, jnp.int32)
+    want = jax.jit(_op_fn("xla"))(lhs, experts, sizes_g)
+    got = jax.jit(_op_fn("pallas_triton", interpret))(lhs, experts, sizes_g)
+    error = common.max_relative_error(got, want)
+  except Exception as e:  # A crash is a failed check, reported with the rest.
+    return {**row, "status": "ERROR", "reason": _short(e)}
+  passed = error <= _TOLERANCE[dtype_name]
+  return {**row, "status": "pass" if passed else "FAIL", "err_out": error}
+
+
+def _check_gradients(dtype_name, interpret) -> dict:
+  """Forward and both gradients of pallas_triton (float weights) against xla's autodiff."""
+  row = {"check": "gradients", "shape": "small", "scheme": "float weights", "dtype": dtype_name,
+         "interpret": interpret}
+  try:
+    lhs, w = _inputs(_CHECK_ROWS, len(_CHECK_SIZES), _CHECK_K, _CHECK_N, _DTYPES[dtype_name], seed=3)
+    sizes_g = jnp.asarray(_CHECK_SIZES, jnp.int32)
+    d_out = jax.random.normal(jax.random.key(4), (_CHECK_ROWS, _CHECK_N), jnp.float32).astype(lhs.dtype)
+
+    def forward_and_grads(implementation, run_interpret):
+      def run(lhs, w, d_out):
+        out, vjp = jax.vjp(lambda a, b: ops.grouped_matmul(a, b, sizes_g, implementation=implementation,
+                                                           interpret=run_interpret), lhs, w)
+        return (out, *vjp(d_out))
+
+      return jax.jit(run)(lhs, w, d_out)
+
+    got = forward_and_grads("pallas_triton", interpret)
+    want = forward_and_grads("xla", False)
+    errors = {name: common.max_relative_error(g, v) for name, g, v in zip(("out", "dlhs", "drhs"), got, want)}
+  except Exception as e:
+    return {**row, "status": "ERROR", "reason": _short(e)}
+  passed = max(errors.values()) <= _TOLERANCE[dtype_name]
+  return {**row, "status": "pass" if passed else "FAIL", **{f"err_{k}": v for k, v in errors.items()}}
+
+
+def _check_suite(schemes, decode: Shape, interpret: bool) -> list[dict]:
+  rows = []
+  for index, scheme in enumerate(schemes):
+    for dtype_name in ("float32", "bfloat16"):
+      rows.append(_check_forward(scheme, _CHECK_ROWS, _CHECK_K, _CHECK_N, _CHECK_SIZES, dtype_name,
+                                 interpret, "small", seed=10 + index))
+    rows.append(_check_forward(scheme, decode.num_rows, decode.k, decode.n, tuple(decode.group_sizes()),
+                               "bfloat16", interpret, decode.name, seed=20 + index))
+  for dtype_name in ("float32", "bfloat16"):
+    rows.append(_check_gradients(dtype_name, interpret))
+  return rows
+
+
+# ------------------------------------------------------------------------------------ timing
+
+
+@jax.jit
+def _relative_error_on_device(actual, expected):
+  """max |actual - expected| / max |expected| in float32, without copying big outputs to the host."""
+  actual, expected = actual.astype(jnp.float32), expected.astype(jnp.float32)
+  scale = jnp.max(jnp.abs(expected))
+  diff = jnp.max(jnp.abs(actual - expected))
+  return jnp.where(scale > 0, diff / scale, diff)
+
+
+def _comparable(implementation, scheme) -> bool:
+  """Whether this implementation computes the same numbers as xla for the scheme (up to rounding)."""
+  if implementation in ("xla", "pallas_triton"):
+    return True
+  # The bfloat16 baselines leave activations unquantized.
+  return not any(parse_scheme(s).quantizes_activations for s in expert_schemes(scheme, len(MIXED_SCHEMES)))
+
+
+def _time_shape(shape: Shape, schemes, implementations, unavailable, iters, warmup, max_seconds) -> list[dict]:
+  """Rows for every (scheme, implementation) at one shape; skips those in `unavailable`."""
+  sizes_g = jnp.asarray(shape.group_sizes(), jnp.int32)
+  routed_rows = int(shape.group_sizes().sum())
+  flops = 2.0 * routed_rows * shape.k * shape.n
+  lhs, w = _inputs(shape.num_rows, shape.num_groups, shape.k, shape.n, jnp.bfloat16, seed=0)
+  rows = []
+  for scheme in schemes:
+    experts = rtn.quantize_experts(w, expert_schemes(scheme, shape.num_groups))
+    weight_bytes = experts.num_bytes
+    reference_out, xla_ms = None, None
+    for implementation in implementations:
+      if implementation in unavailable or (implementation == "tokamax" and scheme != "bf16"):
+        continue
+      row = {"shape": shape.name, "scheme": scheme, "implementation": implementation,
+             "weight_bytes": weight_bytes, "routed_rows": routed_rows}
+      fn = jax.jit(_op_fn(implementation))
+      try:
+        out = jax.block_until_ready(fn(lhs, experts, sizes_g))
+      except Exception as e:
+        # An external kernel that cannot run here is information; the op failing is a failure.
+        status = "ERROR" if implementation in ("xla", "pallas_triton") else "error"
+        rows.append({**row, "status": status, "reason": _short(e)})
+        continue
+      if implementation == "xla":
+        reference_out, error, status = out, None, "reference"
+      elif reference_out is None:
+        error, status = None, "unchecked"
+      else:
+        error = float(_relative_error_on_device(out, reference_out))
+        if _comparable(implementation, scheme):
+          status = "pass" if error <= _TOLERANCE["bfloat16"] else "FAIL"
+        else:
+          status = "info"
+      del out
+      # One timed warm run sizes the measurement; it and time_call's first call count as warm-up.
+      run_start = time.perf_counter()
+      jax.block_until_ready(fn(lhs, experts, sizes_g))
+      run_s = time.perf_counter() - run_start
+      affordable = min(iters, max(_MIN_ITERS, int(max_seconds / max(run_s, 1e-9))))
+      timing = common.time_call(fn, lhs, experts, sizes_g, warmup=max(0, warmup - 2), iters=affordable)
+      median_ms = timing["median_ms"]
+      if implementation == "xla":
+        xla_ms = median_ms
+      rows.append({
+          **row, "status": status, "err_out": error, **timing,
+          "tflop_per_s": flops / (median_ms * 1e-3) / 1e12,
+          "weight_gb_per_s": weight_bytes / (median_ms * 1e-3) / 1e9,
+          "ratio_to_xla": xla_ms / median_ms if xla_ms else None,
+      })
+    del experts, reference_out
+  _add_baseline_ratio(rows)
+  _compare_mixed(rows)
+  return rows
+
+
+def _add_baseline_ratio(rows) -> None:
+  """Adds `ratio_to_ragged_dot_bf16` (baseline time / this time) within each (shape, scheme)."""
+  baseline = {(r["shape"], r["scheme"]): r["median_ms"] for r in rows
+              if r["implementation"] == "xla_dequant_ragged_dot_bf16" and "median_ms" in r}
+  for row in rows:
+    base_ms = baseline.get((row["shape"], row["scheme"]))
+    if base_ms and "median_ms" in row:
+      row["ratio_to_ragged_dot_bf16"] = base_ms / row["median_ms"]
+
+
+def _compare_mixed(rows) -> None:
+  """Adds to each mixed row the slowest uniform scheme it contains (same shape and implementation)."""
+  for mixed in (r for r in rows if r["scheme"] == "mixed" and "median_ms" in r):
+    uniform = [r for r in rows if r["scheme"] in MIXED_SCHEMES and "median_ms" in r
+               and (r["shape"], r["implementation"]) == (mixed["shape"], mixed["implementation"])]
+    if not uniform:
+      continue
+    slowest = max(uniform, key=lambda r: r["median_ms"])
+    mixed.update({
+        "slowest_uniform_scheme": slowest["scheme"],
+        "slowest_uniform_ms": slowest["median_ms"],
+        "uniform_schemes_compared": sorted(r["scheme"] for r in uniform),
+        "mixed_le_slowest": mixed["median_ms"] <= slowest["median_ms"],
+    })
+
+
+def _availability(implementations) -> dict[str, str]:
+  """Implementation -> why it cannot be timed natively here."""
+  unavailable = {}
+  if "pallas_triton" in implementations:
+    # Small concrete arrays: resolve traces abstractly, runs nothing.
+    probe = (jnp.zeros((16, 128), jnp.bfloat16), jnp.zeros((2, 128, 128), jnp.bfloat16),
+             jnp.asarray([8, 8], jnp.int32))
+    try:
+      ops.resolve_grouped_matmul(*probe, implementation="pallas_triton")
+    except registry.NoImplementationError as e:
+      unavailable["pallas_triton"] = e.failures[-1][1]
+  if "tokamax" in implementations:
+    try:
+      importlib.import_module("tokamax")
+    except Exception as e:  # ImportError, or a broken install failing on import.
+      unavailable["tokamax"] = _short(e)
+  return unavailable
+
+
+def _split(text, allowed, what, parser):
+  names = [name for name in text.split(",") if name]
+  unknown = [name for name in names if name not in allowed]
+  if unknown or not names:
+    parser.error(f"unknown or empty {what} {unknown or text!r}; choose from {', '.join(allowed)}")
+  return names
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", help="write results as JSON to this path")
+  parser.add_argument("--device-check", action="store_true", help="correctness suite first; exit 1 on failure")
+  parser.add_argument("--shapes", default=",".join(SHAPE_NAMES), help="comma-separated shape names")
+  parser.add_argument("--schemes", default=",".join(SCHEMES), help="comma-separated scheme names, or 'mixed'")
+  parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS), help="comma-separated names")
+  parser.add_argument("--cpu-small", action="store_true", help="small shapes even on a GPU (automatic elsewhere)")
+  parser.add_argument("--iters", type=int, default=20, help="timed runs per measurement (median reported)")
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--max-seconds", type=float, default=5.0,
+                      help=f"seconds per measurement before its runs are cut (to no fewer than {_MIN_ITERS})")
+  args = parser.parse_args(argv)
+  shape_names = _split(args.shapes, SHAPE_NAMES, "shape(s)", parser)
+  schemes = _split(args.schemes, SCHEMES, "scheme(s)", parser)
+  implementations = _split(args.implementations, IMPLEMENTATIONS, "implementation(s)", parser)
+  if args.iters < 1 or args.warmup < 0 or args.max_seconds <= 0:
+    parser.error(f"--iters must be >= 1, --warmup >= 0 and --max-seconds > 0, got {args.iters}, {args.warmup} "
+                 f"and {args.max_seconds}")
+  # Ratios and the timed-shape checks are relative to xla, so it always runs first.
+  implementations = ["xla", *(i for i in implementations if i != "xla")]
+
+  start = time.perf_counter()
+  backend = jax.default_backend()
+  env = common.environment()
+  small = args.cpu_small or backend != "gpu"
+  shapes = [s for s in (_CPU_SHAPES if small else _GPU_SHAPES) if s.name in shape_names]
+  print(f"grouped_matmul on {env['device_kind']} ({backend}), jax {env['jax']}; "
+        f"{'small' if small else 'full'} shapes")
+  for shape in shapes:
+    print(f"  {shape.name}: {shape.describe()}")
+
+  checks = []
+  if args.device_check and "pallas_triton" not in implementations:
+    print("--device-check checks pallas_triton against xla; pallas_triton is not selected, so nothing to check")
+  if args.device_check and "pallas_triton" in implementations:
+    # Pallas kernels run natively on their platform, through the interpreter elsewhere.
+    interpret = registry.native_backend("pallas_triton") != backend
+    decode = next(s for s in (_CPU_SHAPES if small else _GPU_SHAPES) if s.name == "deepseek_decode")
+    checks = _check_suite(schemes, decode, interpret)
+    print(f"\nCorrectness, pallas_triton against xla (max error / max |xla|; "
+          f"{time.perf_counter() - start:.0f} s):")
+    print(common.format_table(checks, [
+        ("check", "check"), ("shape", "shape"), ("scheme", "scheme"), ("dtype", "dtype"), ("interpret", "interp"),
+        ("status", "status"), ("err_out", "out"), ("err_dlhs", "dlhs"), ("err_drhs", "drhs"), ("reason", "reason"),
+    ]))
+  check_s = time.perf_counter() - start
+
+  unavailable = _availability(implementations)
+  timings = []
+  for implementation, reason in unavailable.items():
+    timings.append({"shape": "-", "scheme": "-", "implementation": implementation, "status": "unavailable",
+                    "reason": reason})
+  for shape in shapes:
+    timings.extend(_time_shape(shape, schemes, implementations, unavailable, args.iters, args.warmup,
+                               args.max_seconds))
+  total_s = time.perf_counter() - start
+
+  print(f"\nTimings (median of {args.iters} runs, or of `iters` where cut by --max-seconds, after "
+        f"{args.warmup} warm-up; x xla = xla time / this time; "
+        "err = max error / max |xla| at the timed shape):")
+  print(common.format_table(timings, [
+      ("shape", "shape"), ("scheme", "scheme"), ("implementation", "impl"), ("status", "status"),
+      ("median_ms", "median ms"), ("iters", "iters"), ("tflop_per_s", "TFLOP/s"),
+      ("weight_gb_per_s", "weight GB/s"),
+      ("ratio_to_xla", "x xla"), ("ratio_to_ragged_dot_bf16", "x rd16"), ("err_out", "err"), ("slowest_uniform_ms", "slowest uniform ms"),
+      ("mixed_le_slowest", "mixed<=slowest"), ("reason", "reason"),
+  ]))
+  print(f"\nelapsed: checks {check_s:.0f} s, total {total_s:.0f} s")
+
+  failures = [c for c in checks + timings if c.get("status") in ("FAIL", "ERROR")]
+  for failure in failures:
+    print(f"CHECK FAILED: {failure}")
+  if args.out:
+    common.write_json(args.out, {
+        "benchmark": "grouped_matmul", "environment": env, "tolerance": _TOLERANCE,
+        "shapes": {s.name: {**dataclasses.asdict(s), "group_sizes": s.group_sizes().tolist()} for s in shapes},
+        "mixed_schemes": MIXED_SCHEMES, "mixed_assignment": "expert e -> mixed_schemes[e % 4]",
+        "flop_model": "2 * routed_rows * K * N", "bytes_model": "weight bytes as passed (ExpertWeights.num_bytes)",
+        "iters": args.iters, "warmup": args.warmup, "max_seconds": args.max_seconds,
+        "checks": checks, "timings": timings, "elapsed_s": {"checks": check_s, "total": total_s},
+    })
+    print(f"wrote {args.out}")
+  return 1 if failures else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
