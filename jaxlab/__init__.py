@@ -8,7 +8,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("checkpoint", "data", "metrics", "models", "nn", "ops", "sharding", "splat", "testing", "train")
+_LAZY_SUBMODULES = (
+    "checkpoint", "data", "eval", "metrics", "models", "moe", "nn", "ops", "quant", "sharding", "splat", "testing", "train",
+)
 
 
 def __getattr__(name):
