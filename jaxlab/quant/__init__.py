@@ -1,7 +1,17 @@
-"""Quantization: schemes, packed weight formats, round-to-nearest and activation quantizers."""
+"""Quantization: schemes, packed weight formats, RTN and GPTQ weight quantizers, activation quantizers,
+and the randomized Hadamard rotation of the residual stream."""
 
 from jaxlab.quant.activations import dequantize_activations, fake_quantize_activations, quantize_activations
 from jaxlab.quant.experts import ExpertWeights, from_dense
+from jaxlab.quant.gptq import HessianAccumulator, gptq_quantize, gptq_quantize_experts
+from jaxlab.quant.hadamard import (
+    fuse_rms_norm_scale,
+    random_hadamard_matrix,
+    rotate_embedding,
+    rotate_input_side,
+    rotate_moe_lm,
+    rotate_output_side,
+)
 from jaxlab.quant.packing import pack_codes, unpack_codes
 from jaxlab.quant.rtn import (
     average_bits,
@@ -26,6 +36,7 @@ __all__ = [
     "PACK_BLOCK",
     "SUPPORTED_SCHEMES",
     "ExpertWeights",
+    "HessianAccumulator",
     "QuantScheme",
     "QuantizedWeight",
     "activation_bits",
@@ -36,10 +47,18 @@ __all__ = [
     "dequantize_weight",
     "fake_quantize_activations",
     "from_dense",
+    "fuse_rms_norm_scale",
+    "gptq_quantize",
+    "gptq_quantize_experts",
     "pack_codes",
     "parse_scheme",
     "quantize_activations",
     "quantize_experts",
     "quantize_weight",
+    "random_hadamard_matrix",
+    "rotate_embedding",
+    "rotate_input_side",
+    "rotate_moe_lm",
+    "rotate_output_side",
     "unpack_codes",
 ]
