@@ -56,6 +56,21 @@ deepseek_decode shape in bfloat16; plus forward and gradients (lhs and rhs, floa
 pallas_triton against xla's autodiff at the small shape. Tolerance: max |error| / max |reference|
 <= 1e-4 for float32 lhs, 2e-2 for bfloat16. Off a GPU, pallas_triton runs in the Pallas
 interpreter there. Exit status 1 if any check, here or at a timed shape, fails (each is printed).
+
+`--cost-table OUT.json` measures instead the per-tile cost table of MxMoE's runtime model
+(`jaxlab.quant.mxmoe.cost`) on the current device and writes it:
+
+  python benchmarks/grouped_matmul.py --cost-table /tmp/cost_h100.json
+
+For every scheme (--schemes; "mixed" is skipped), rows per expert m (--cost-rows; the defaults hit
+the heuristic's 16-, 64- and 128-row tiles) and K (--cost-ks), it times one launch of G experts
+of [K, N] with m rows each (N = --cost-n) for every G in --cost-groups (default 8..64), then fits
+launch time = a + b * tiles by least squares: b, the incremental cost of one tile (launch
+overhead lands in a), is the entry's per_tile_s, in seconds of the whole device. Where noise
+makes b <= 0 the smallest time / tiles is kept instead ("method": "ratio"). Every entry keeps its
+samples. The table is a GPU artifact: the default --implementation pallas_triton refuses to run
+where the kernel cannot run natively. `--implementation xla` times the XLA reference instead
+(anywhere, CPU included); the JSON records that, and a cost model built from it says so.
 """
 
 from __future__ import annotations
@@ -63,6 +78,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import os
 import sys
 import time
@@ -78,7 +94,8 @@ import numpy as np
 from benchmarks import common
 from jaxlab import ops
 from jaxlab.ops import registry
-from jaxlab.quant import parse_scheme, rtn
+from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig
+from jaxlab.quant import PACK_BLOCK, parse_scheme, rtn
 
 SCHEMES = ("bf16", "w8a16_g-1_asym", "w4a16_g128_asym", "w8a8_g-1_sym", "w4a4_g-1_sym", "mixed")
 # Expert e of the mixed assignment uses MIXED_SCHEMES[e % 4].
@@ -363,6 +380,106 @@ def _availability(implementations) -> dict[str, str]:
   return unavailable
 
 
+# ------------------------------------------------------------------------------------ cost table
+
+COST_TABLE_IMPLEMENTATIONS = ("pallas_triton", "xla")
+# Rows per expert hitting the heuristic's 16-, 64- and 128-row tiles.
+_COST_ROWS = (8, 48, 256)
+_COST_KS = (1024, 4096)
+_COST_N = 2048
+_COST_GROUPS = (8, 16, 32, 64)
+
+
+def _tile_cost(scheme: str, m: int, k: int, n: int, groups, implementation: str, iters: int, warmup: int) -> dict:
+  """One table entry: the slope of launch time against tiles over launches of G experts with m rows each."""
+  samples = []
+  tile = None
+  for num_groups in groups:
+    lhs, w = _inputs(num_groups * m, num_groups, k, n, jnp.bfloat16, seed=num_groups)
+    experts = rtn.quantize_experts(w, scheme)
+    sizes_g = jnp.full((num_groups,), m, jnp.int32)
+    config = GroupedMatmulConfig.heuristic([scheme], num_groups * m, num_groups)
+    tile = config.tile_for(scheme)
+    fn = jax.jit(lambda lhs, ew, sizes, config=config: ops.grouped_matmul(
+        lhs, ew, sizes, implementation=implementation, config=config))
+    timing = common.time_call(fn, lhs, experts, sizes_g, warmup=warmup, iters=iters)
+    tiles = num_groups * math.ceil(m / tile.block_m) * math.ceil(n / tile.block_n)
+    samples.append({"groups": num_groups, "tiles": tiles, "median_s": timing["median_ms"] * 1e-3})
+    del lhs, w, experts
+  tiles_x = np.asarray([s["tiles"] for s in samples], np.float64)
+  times_y = np.asarray([s["median_s"] for s in samples], np.float64)
+  slope, intercept = np.polyfit(tiles_x, times_y, 1) if len(set(tiles_x)) > 1 else (0.0, 0.0)
+  if slope > 0:
+    per_tile, method = float(slope), "slope"
+  else:
+    per_tile, method, intercept = float(np.min(times_y / tiles_x)), "ratio", 0.0
+  return {"scheme": parse_scheme(scheme).name, "block_m": tile.block_m, "block_n": tile.block_n, "k": k,
+          "per_tile_s": per_tile, "m": m, "n": n, "method": method, "intercept_s": float(intercept),
+          "samples": samples}
+
+
+def _int_list(text: str, what: str, parser) -> list[int]:
+  try:
+    values = [int(v) for v in text.split(",") if v]
+  except ValueError:
+    values = []
+  if not values or min(values) < 1:
+    parser.error(f"{what} must be a comma-separated list of positive integers, got {text!r}")
+  return values
+
+
+def _cost_table_main(args, parser) -> int:
+  """--cost-table: measure per-tile costs per scheme on this device and write the table."""
+  schemes = [s for s in _split(args.schemes, SCHEMES, "scheme(s)", parser) if s != "mixed"]
+  if not schemes:
+    parser.error("--cost-table needs at least one scheme other than 'mixed'")
+  rows = _int_list(args.cost_rows, "--cost-rows", parser)
+  ks = _int_list(args.cost_ks, "--cost-ks", parser)
+  groups = _int_list(args.cost_groups, "--cost-groups", parser)
+  if args.cost_n < 1:
+    parser.error(f"--cost-n must be >= 1, got {args.cost_n}")
+  if any(k % PACK_BLOCK for k in ks):
+    parser.error(f"--cost-ks must be multiples of {PACK_BLOCK} (the quantization block), got {ks}")
+  if args.iters < 1 or args.warmup < 0:
+    parser.error(f"--iters must be >= 1 and --warmup >= 0, got {args.iters} and {args.warmup}")
+  implementation = args.implementation
+  env = common.environment()
+  if implementation == "pallas_triton":
+    reason = _availability(["pallas_triton"]).get("pallas_triton")
+    if reason:
+      print(f"--cost-table: refusing to measure on {env['device_kind']} ({env['backend']}): the cost table "
+            f"describes the pallas_triton kernel on a GPU, and it cannot run natively here ({reason}). "
+            "Run on the GPU the allocation is for, or pass --implementation xla to time the XLA reference "
+            "(labelled as such in the table).", file=sys.stderr)
+      return 2
+  print(f"cost table on {env['device_kind']} ({env['backend']}), implementation {implementation}: schemes "
+        f"{schemes}, m {rows}, K {ks}, N {args.cost_n}, G {groups}")
+  start = time.perf_counter()
+  entries = []
+  for scheme in schemes:
+    for m in rows:
+      for k in ks:
+        entry = _tile_cost(scheme, m, k, args.cost_n, groups, implementation, args.iters, args.warmup)
+        entries.append(entry)
+        print(f"  {entry['scheme']:18s} m={m:<5d} K={k:<6d} tile {entry['block_m']}x{entry['block_n']}: "
+              f"{entry['per_tile_s'] * 1e6:.4g} us/tile ({entry['method']})")
+  table = {
+      "device_kind": env["device_kind"], "date": env["date_utc"], "jax": env["jax"],
+      "implementation": implementation,
+      "method": "per_tile_s = least-squares slope of median launch time against tile count over launches "
+                "of G experts with m rows each (seconds of the whole device per tile)",
+      "grid": {"schemes": schemes, "rows": rows, "ks": ks, "n": args.cost_n, "groups": groups,
+               "iters": args.iters, "warmup": args.warmup},
+      "environment": env, "elapsed_s": time.perf_counter() - start, "entries": entries,
+  }
+  if implementation != "pallas_triton":
+    table["note"] = (f"{implementation} implementation timed, not the pallas_triton kernel: not a cost table "
+                     "of the kernel the allocation runs")
+  common.write_json(args.cost_table, table)
+  print(f"wrote {args.cost_table} ({len(entries)} entries, {table['elapsed_s']:.0f} s)")
+  return 0
+
+
 def _split(text, allowed, what, parser):
   names = [name for name in text.split(",") if name]
   unknown = [name for name in names if name not in allowed]
@@ -383,7 +500,18 @@ def main(argv=None) -> int:
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--max-seconds", type=float, default=5.0,
                       help=f"seconds per measurement before its runs are cut (to no fewer than {_MIN_ITERS})")
+  parser.add_argument("--cost-table", metavar="OUT.json",
+                      help="measure MxMoE's per-tile cost table on this device and write it (nothing else runs)")
+  parser.add_argument("--implementation", choices=COST_TABLE_IMPLEMENTATIONS, default="pallas_triton",
+                      help="what --cost-table times (xla: the XLA reference, labelled in the table)")
+  parser.add_argument("--cost-rows", default=",".join(map(str, _COST_ROWS)), help="--cost-table: rows per expert")
+  parser.add_argument("--cost-ks", default=",".join(map(str, _COST_KS)), help="--cost-table: K values")
+  parser.add_argument("--cost-n", type=int, default=_COST_N, help="--cost-table: N")
+  parser.add_argument("--cost-groups", default=",".join(map(str, _COST_GROUPS)),
+                      help="--cost-table: expert counts G per launch")
   args = parser.parse_args(argv)
+  if args.cost_table:
+    return _cost_table_main(args, parser)
   shape_names = _split(args.shapes, SHAPE_NAMES, "shape(s)", parser)
   schemes = _split(args.schemes, SCHEMES, "scheme(s)", parser)
   implementations = _split(args.implementations, IMPLEMENTATIONS, "implementation(s)", parser)
