@@ -9,7 +9,7 @@ order and back, `swiglu_experts` runs the experts through `jaxlab.ops.grouped_ma
 from jaxlab.moe.dispatch import Dispatch, combine, permute, sort_by_expert
 from jaxlab.moe.expert_parallel import moe_ffn_expert_parallel
 from jaxlab.moe.experts import swiglu_experts
-from jaxlab.moe.layer import MoEFeedForward, moe_ffn
+from jaxlab.moe.layer import MoEFeedForward, dense_swiglu, moe_ffn
 from jaxlab.moe.router import (
     MoEAux,
     load_balancing_loss,
@@ -24,6 +24,7 @@ __all__ = [
     "MoEAux",
     "MoEFeedForward",
     "combine",
+    "dense_swiglu",
     "load_balancing_loss",
     "moe_ffn",
     "moe_ffn_expert_parallel",

@@ -3,7 +3,9 @@
 Routed experts: softmax top-k router, dropless sort-based dispatch, SwiGLU experts through
 `jaxlab.ops.grouped_matmul`, weighted combine. Optional shared experts (DeepSeek, Qwen2-MoE)
 form one dense SwiGLU that every token goes through, optionally scaled by a sigmoid gate
-(Qwen2-MoE's `shared_expert_gate`).
+(Qwen2-MoE's `shared_expert_gate`). The shared SwiGLU is stored like one more expert
+([1, D, 2F] / [1, F, D]) and runs through the same grouped matmul with a single group, so it
+can be quantized (`jaxlab.quant.ExpertWeights`) exactly like the routed experts.
 """
 
 from __future__ import annotations
@@ -16,10 +18,67 @@ from jaxlab.moe.dispatch import combine, permute, sort_by_expert
 from jaxlab.moe.expert_parallel import ambient_mesh, moe_ffn_expert_parallel
 from jaxlab.moe.experts import check_moe_inputs, swiglu_experts
 from jaxlab.moe.router import MoEAux, route_top_k, router_logits, routing_aux
-from jaxlab.nn import SwiGLU
 from jaxlab.ops.registry import ImplementationArg
+from jaxlab.quant import ExpertWeights
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import param_with_axes
+
+
+def dense_swiglu(
+    x_td: jax.Array, gate_up, down, *, implementation: ImplementationArg = None, interpret: bool = False
+) -> jax.Array:
+  """One SwiGLU applied to every token: `swiglu_experts` with a single group covering all T rows.
+
+  Args:
+    x_td: [T, D] tokens.
+    gate_up: [1, D, 2F] (gate = first F columns, up = last F) or one-expert `ExpertWeights`.
+    down: [1, F, D] or one-expert `ExpertWeights`.
+    implementation, interpret: forwarded to `jaxlab.ops.grouped_matmul`.
+
+  Returns:
+    [T, D] in x's dtype.
+  """
+  if x_td.ndim != 2:
+    raise ValueError(f"x_td must have shape [T, D], got shape {x_td.shape}")
+  for name, w in (("gate_up", gate_up), ("down", down)):
+    if isinstance(w, ExpertWeights):
+      count, got = w.num_experts, f"ExpertWeights of {w.num_experts} experts"
+    else:
+      shape = getattr(w, "shape", None)
+      count = shape[0] if shape is not None and len(shape) == 3 else None
+      got = f"shape {tuple(shape)}" if shape is not None else type(w).__name__
+    if count != 1:
+      raise ValueError(
+          f"{name} must hold exactly one SwiGLU ([1, K, N] or one-expert ExpertWeights), got {got}"
+      )
+  group_sizes = jnp.full((1,), x_td.shape[0], jnp.int32)
+  return swiglu_experts(x_td, gate_up, down, group_sizes, implementation=implementation, interpret=interpret)
+
+
+def expert_param(module: nn.Module, name: str, logical_axes, shape: tuple[int, int, int], param_dtype):
+  """`module`'s [E, K, N] weight `name`: created by the initializer, or the stored array or `ExpertWeights`.
+
+  Flax's `self.param` compares the stored leaves' shapes with the initializer's, which packed
+  quantized codes never match, so stored `ExpertWeights` are read directly and checked here.
+  """
+  if module.has_variable("params", name):
+    stored = module.get_variable("params", name)
+    if isinstance(stored, ExpertWeights):
+      got = (stored.num_experts, stored.in_features, stored.out_features)
+      if got != tuple(shape):
+        raise ValueError(
+            f"{type(module).__name__} param {name!r}: ExpertWeights hold [E, K, N] = {got}, "
+            f"expected {tuple(shape)}"
+        )
+      return stored
+  # Experts are a batch dimension of the weights: fan-in is K, not E * K.
+  init = param_with_axes(nn.initializers.lecun_normal(batch_axis=(0,)), logical_axes)
+  return module.param(name, init, shape, param_dtype)
+
+
+def as_compute(w, dtype):
+  """Dense weights cast to the compute dtype; `ExpertWeights` stay as stored (their scheme decides)."""
+  return w if isinstance(w, ExpertWeights) else w.astype(dtype)
 
 
 def moe_ffn(
@@ -64,8 +123,11 @@ class MoEFeedForward(nn.Module):
     router [D, E] (embed, None): the expert dim is left unsharded on purpose, since every token
       shard scores every expert and the matrix is small;
     gate_up [E, D, 2F] (expert, embed, mlp); down [E, F, D] (expert, mlp, embed);
-    shared_experts/{w_gate, w_up, w_down}: a `jaxlab.nn.SwiGLU` of width `shared_d_ff`;
+    shared_gate_up [1, D, 2Fs] (None, embed, mlp), shared_down [1, Fs, D] (None, mlp, embed):
+      the shared experts as one SwiGLU of width Fs = `shared_d_ff`, gate = first Fs columns;
     shared_gate [D, 1] (embed, None) when `shared_expert_gate`.
+  Any of gate_up, down, shared_gate_up, shared_down may be given to `apply` as
+  `jaxlab.quant.ExpertWeights` of the same E (1 for shared), K and N; it is used as stored.
 
   Expert parallelism (`expert_parallel`), decided when the module is called:
     None (default): use `moe_ffn_expert_parallel` over mesh axis "expert" exactly when a mesh
@@ -145,19 +207,15 @@ class MoEFeedForward(nn.Module):
       raise ValueError(f"MoEFeedForward input must be [B, S, D] or [T, D], got shape {x.shape}")
     expert_axis = self.expert_axis()
     d, e, f = x.shape[-1], self.num_experts, self.d_ff
-    # Experts are a batch dimension of the weights: fan-in is D (or F), not E * D.
-    init = nn.initializers.lecun_normal(batch_axis=(0,))
     router_de = self.param(
         "router", param_with_axes(nn.initializers.lecun_normal(), (axes.EMBED, None)), (d, e), self.param_dtype
     )
-    gate_up_edf = self.param(
-        "gate_up", param_with_axes(init, (axes.EXPERT, axes.EMBED, axes.MLP)), (e, d, 2 * f), self.param_dtype
+    weight = lambda name, logical_axes, shape: as_compute(
+        expert_param(self, name, logical_axes, shape, self.param_dtype), self.dtype
     )
-    down_efd = self.param(
-        "down", param_with_axes(init, (axes.EXPERT, axes.MLP, axes.EMBED)), (e, f, d), self.param_dtype
-    )
+    gate_up_edf = weight("gate_up", (axes.EXPERT, axes.EMBED, axes.MLP), (e, d, 2 * f))
+    down_efd = weight("down", (axes.EXPERT, axes.MLP, axes.EMBED), (e, f, d))
     x_td = x.reshape(-1, d).astype(self.dtype)
-    gate_up_edf, down_efd = gate_up_edf.astype(self.dtype), down_efd.astype(self.dtype)
     kwargs = dict(
         top_k=self.top_k, renormalize=self.renormalize, implementation=self.implementation,
         interpret=self.interpret,
@@ -169,10 +227,13 @@ class MoEFeedForward(nn.Module):
           x_td, router_de, gate_up_edf, down_efd, axis_name=expert_axis, **kwargs
       )
     if self.num_shared_experts:
-      shared_d_ff = self.shared_d_ff or self.num_shared_experts * self.d_ff
-      # SwiGLU takes [batch, seq, D]; tokens as the batch keep its sharding constraint meaningful.
-      shared = SwiGLU(shared_d_ff, self.dtype, self.param_dtype, name="shared_experts")
-      shared_td = shared(x_td[:, None, :])[:, 0]
+      fs = self.shared_d_ff or self.num_shared_experts * self.d_ff
+      shared_td = dense_swiglu(
+          x_td,
+          weight("shared_gate_up", (None, axes.EMBED, axes.MLP), (1, d, 2 * fs)),
+          weight("shared_down", (None, axes.MLP, axes.EMBED), (1, fs, d)),
+          implementation=self.implementation, interpret=self.interpret,
+      )
       if self.shared_expert_gate:
         gate_d1 = self.param(
             "shared_gate", param_with_axes(nn.initializers.lecun_normal(), (axes.EMBED, None)), (d, 1),

@@ -110,8 +110,10 @@ def test_module_picks_expert_parallel_under_mesh_with_expert_axis():
   params = variables["params"]
   x_td = np.asarray(x_bsd).reshape(-1, D)
   want_td, experts_tk, _ = naive.moe_loop_np(x_td, params["router"], params["gate_up"], params["down"], K, True)
-  shared = params["shared_experts"]
-  want_td += naive.shared_np(x_td, shared["w_gate"], shared["w_up"], shared["w_down"], params["shared_gate"])
+  shared_gate_up, shared_down = np.asarray(params["shared_gate_up"])[0], np.asarray(params["shared_down"])[0]
+  want_td += naive.shared_np(
+      x_td, shared_gate_up[:, :F], shared_gate_up[:, F:], shared_down, params["shared_gate"]
+  )
   np.testing.assert_allclose(y_ep, want_td.reshape(x_bsd.shape), rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(aux_ep.tokens_per_expert, np.bincount(experts_tk.ravel(), minlength=8))
 

@@ -27,16 +27,21 @@ def _init(layer, x, seed=0):
   return jax.tree.map(draw, shapes)
 
 
+def _shared_np(params, x_td):
+  """The shared SwiGLU from its [1, D, 2Fs] / [1, Fs, D] one-expert layout, through the naive reference."""
+  gate_up_df2 = np.asarray(params["shared_gate_up"])[0]
+  fs = gate_up_df2.shape[1] // 2
+  down_fd = np.asarray(params["shared_down"])[0]
+  return naive.shared_np(x_td, gate_up_df2[:, :fs], gate_up_df2[:, fs:], down_fd, params.get("shared_gate"))
+
+
 def _naive_layer_np(params, x, layer):
-  x_td = np.asarray(x, np.float64).reshape(-1, D)
+  x_td = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
   y_td, experts_tk, probs_te = naive.moe_loop_np(
       x_td, params["router"], params["gate_up"], params["down"], layer.top_k, layer.renormalize
   )
   if layer.num_shared_experts:
-    shared = params["shared_experts"]
-    y_td = y_td + naive.shared_np(
-        x_td, shared["w_gate"], shared["w_up"], shared["w_down"], params.get("shared_gate")
-    )
+    y_td = y_td + _shared_np(params, x_td)
   return y_td.reshape(x.shape), experts_tk, probs_te
 
 
@@ -74,10 +79,15 @@ def test_layer_parameter_shapes_and_shared_width_default():
   assert params["router"].shape == (D, E)
   assert params["gate_up"].shape == (E, D, 2 * F)
   assert params["down"].shape == (E, F, D)
-  assert params["shared_experts"]["w_up"].shape == (D, 2 * F)  # num_shared_experts * d_ff
+  # One shared SwiGLU of width num_shared_experts * d_ff, stored as a single expert.
+  assert params["shared_gate_up"].shape == (1, D, 2 * 2 * F)
+  assert params["shared_down"].shape == (1, 2 * F, D)
   assert params["shared_gate"].shape == (D, 1)
+  assert "shared_experts" not in params
   assert boxed["gate_up"].names == ("expert", "embed", "mlp")
   assert boxed["down"].names == ("expert", "mlp", "embed")
+  assert boxed["shared_gate_up"].names == (None, "embed", "mlp")
+  assert boxed["shared_down"].names == (None, "mlp", "embed")
   assert boxed["router"].names == ("embed", None)
 
 
@@ -140,6 +150,43 @@ def test_quantized_experts_run_through_moe_ffn():
   )
   np.testing.assert_allclose(y_td, want, rtol=1e-4, atol=1e-4)
   assert int(aux.tokens_per_expert.sum()) == 12 * 2
+
+
+def test_layer_runs_quantized_expert_weights_given_as_params():
+  """ExpertWeights in the params (routed and shared) are used as stored: same as their dequantized floats."""
+  from jaxlab.quant import rtn
+
+  d, f, fs, e = 128, 128, 128, 4
+  layer = MoEFeedForward(e, 2, f, renormalize=False, num_shared_experts=1, shared_d_ff=fs, shared_expert_gate=True,
+                         implementation="xla")
+  x = _x(9, (2, 6, d))
+  params = _init(layer, x, seed=9)
+  quantized = dict(params)
+  quantized["gate_up"] = rtn.quantize_experts(params["gate_up"], ["w4a16_g128_asym", "w8a16_g-1_sym"] * 2)
+  quantized["down"] = rtn.quantize_experts(params["down"], "w3a16_g128_asym")
+  quantized["shared_gate_up"] = rtn.quantize_experts(params["shared_gate_up"], "w4a16_g128_sym")
+  quantized["shared_down"] = rtn.quantize_experts(params["shared_down"], "w8a16_g-1_asym")
+  expert_names = ("gate_up", "down", "shared_gate_up", "shared_down")
+  dequantized = {k: (rtn.dequantize_experts(v) if k in expert_names else v) for k, v in quantized.items()}
+  y_q, _ = jax.jit(layer.apply)({"params": quantized}, x)
+  y_deq, _ = jax.jit(layer.apply)({"params": dequantized}, x)
+  np.testing.assert_allclose(y_q, y_deq, rtol=1e-5, atol=1e-5)
+  want, _, _ = _naive_layer_np(dequantized, x, layer)
+  np.testing.assert_allclose(y_q, want.reshape(x.shape), rtol=1e-4, atol=1e-4)
+  y_float, _ = jax.jit(layer.apply)({"params": params}, x)
+  assert not np.allclose(y_q, y_float, atol=1e-3)  # Quantization changed the output.
+  wrong = dict(quantized, down=rtn.quantize_experts(params["down"][:3], "w3a16_g128_asym"))
+  with pytest.raises(ValueError, match="'down'.*expected"):
+    layer.apply({"params": wrong}, x)
+
+
+def test_dense_swiglu_rejects_more_than_one_group():
+  from jaxlab.moe.layer import dense_swiglu
+
+  with pytest.raises(ValueError, match="gate_up must hold exactly one SwiGLU"):
+    dense_swiglu(jnp.zeros((4, D)), jnp.zeros((2, D, 2 * F)), jnp.zeros((1, F, D)))
+  with pytest.raises(ValueError, match="down must hold exactly one SwiGLU"):
+    dense_swiglu(jnp.zeros((4, D)), jnp.zeros((1, D, 2 * F)), jnp.zeros((F, D)))
 
 
 def test_layer_bfloat16_compute_close_to_reference():
