@@ -8,6 +8,8 @@ import importlib
 
 TASKS = {
     "lm_sort": "launch.tasks.lm_sort",
+    "moe_lm": "launch.tasks.moe_lm",
+    "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
     "splat_fit": "launch.tasks.splat_fit",
 }
 

@@ -1,5 +1,7 @@
 """Real English text offline: the Shakespeare corpus, byte-level BPE, and LM training windows."""
 
+from jaxlab.data.text.corpus import TokenizedCorpus
+from jaxlab.data.text.corpus import prepare_shakespeare
 from jaxlab.data.text.shakespeare import fetch_shakespeare
 from jaxlab.data.text.shakespeare import load_plays
 from jaxlab.data.text.shakespeare import split_plays
@@ -12,6 +14,8 @@ from jaxlab.data.text.tokenizer import train_bpe
 from jaxlab.data.text.windows import TokenWindows
 
 __all__ = [
+    "TokenizedCorpus",
+    "prepare_shakespeare",
     "END_OF_TEXT",
     "TokenWindows",
     "encode_corpus",
