@@ -24,7 +24,6 @@ if __package__ in (None, ""):
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import common
 from jaxlab import ops

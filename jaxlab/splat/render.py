@@ -11,7 +11,6 @@ import warnings
 
 import flax.struct
 import jax
-import jax.numpy as jnp
 
 from jaxlab import _compat
 from jaxlab.ops import gaussian_raster

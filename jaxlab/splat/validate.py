@@ -5,7 +5,6 @@ arrays are concrete: under `jax.jit` the values are unknown, and `project` then 
 Gaussians with non-finite parameters instead of raising.
 """
 
-import math
 import numbers
 from typing import Any
 

@@ -11,7 +11,6 @@ every Gaussian that projects into it, a scene of a few million Gaussians (~60 fl
 fits one device, and densification rewrites the buffer globally every few hundred steps.
 """
 
-import dataclasses
 import logging
 import pathlib
 from collections.abc import Callable

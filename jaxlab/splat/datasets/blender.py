@@ -15,7 +15,6 @@ import math
 import pathlib
 from typing import Any
 
-import numpy as np
 
 from jaxlab.splat.datasets.common import (
     SceneData,
