@@ -52,7 +52,13 @@ def _model_throughput(config, calib, assignment, cost_model, batch_tokens: int) 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
   del stop_requested  # Each step is short; a stopped run is simply run again.
   started = time.time()
+  if not config.model:
+    raise ValueError("config.model is required: --config.model=DIR, a Hugging Face-format folder with tokenizer.json")
   model_dir = pathlib.Path(config.model)
+  if not model_dir.is_dir():
+    raise FileNotFoundError(
+        f"config.model={config.model!r} is not a folder; models load from disk only (no hub downloads): "
+        "pass the folder configs/moe_lm.py writes (WORKDIR/model) or a downloaded checkpoint")
   model_config, params = load_pretrained(model_dir)
   model_config = dataclasses.replace(model_config, moe_implementation=config.moe_implementation or None)
   tokenizer_path = model_dir / "tokenizer.json"
