@@ -21,7 +21,8 @@ from configs.common import pick_variant
 
 VARIANTS = ("default", "smoke")
 
-_WEIGHT_ONLY_MENU = ("w2a16_g128_asym", "w3a16_g128_asym", "w4a16_g128_asym", "w8a16_g128_asym")
+# 1.25 to 8.25 bits, so that even the 2.25-bit budget leaves the allocation a choice.
+_WEIGHT_ONLY_MENU = ("w1a16_g128_asym", "w2a16_g128_asym", "w3a16_g128_asym", "w4a16_g128_asym", "w8a16_g128_asym")
 
 
 def _budget(avg_bits, uniform_scheme, menu, r, batch_tokens):

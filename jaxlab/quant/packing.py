@@ -9,6 +9,8 @@ integers (symmetric schemes below 8 bits store the offset-binary code qs + 2^(b-
   holding qs directly; `pack_codes` / `unpack_codes` pass either through unchanged).
 * b = 4: uint8 [K/2, N]. Packed row 64i + r (r < 64) holds q[128i + r] in bits 0-3 and
   q[128i + 64 + r] in bits 4-7.
+* b = 1: uint8 [K/8, N]. Packed row 16i + r (r < 16) holds q[128i + 16j + r] in bit j, for
+  j = 0..7.
 * b = 2: uint8 [K/4, N]. Packed row 32i + r (r < 32) holds q[128i + 32j + r] in bits 2j and
   2j + 1, for j = 0..3.
 * b = 3: uint8 [3K/8, N], two planes stacked along rows. Rows [0, K/4) are the low two bits
@@ -27,7 +29,7 @@ import jax.numpy as jnp
 
 from jaxlab.quant.scheme import PACK_BLOCK
 
-PACKED_BITS = (2, 3, 4, 8)
+PACKED_BITS = (1, 2, 3, 4, 8)
 
 
 def packed_rows(in_features: int, bits: int) -> int:
@@ -83,7 +85,7 @@ def pack_codes(q_kn: jax.Array, bits: int) -> jax.Array:
     q_kn: integer codes in [0, 2^bits - 1], K a multiple of 128. Codes are masked to their
       low `bits` bits, so an out-of-range code cannot spill into its neighbours. For
       bits = 8 the array is returned as is (uint8 codes, or int8 symmetric codes).
-    bits: 2, 3, 4 or 8.
+    bits: 1, 2, 3, 4 or 8.
 
   Returns:
     uint8 [..., K * bits / 8, N] (for bits = 8, `q_kn` unchanged).

@@ -14,7 +14,7 @@ import re
 # Packed codes and group scales come in blocks of this many K rows.
 PACK_BLOCK = 128
 
-WEIGHT_BITS = (2, 3, 4, 8, 16)
+WEIGHT_BITS = (1, 2, 3, 4, 8, 16)
 ACTIVATION_BITS = (16, 8, 4)
 GROUP_SIZES = (128, -1)
 
@@ -67,6 +67,8 @@ def _problem(scheme: QuantScheme) -> str | None:
     return f"group size {scheme.group_size} not in {GROUP_SIZES}"
   if scheme.w_bits == 16 and (scheme.a_bits != 16 or scheme.group_size != -1 or not scheme.symmetric):
     return "unquantized weights are written 'bf16' (w16a16_g-1_sym)"
+  if scheme.w_bits == 1 and scheme.symmetric:
+    return "1-bit weights are asymmetric (a symmetric 1-bit grid has only the level 0)"
   if scheme.a_bits < 16 and not scheme.symmetric:
     return "schemes that quantize activations are symmetric"
   if scheme.a_bits < 16 and scheme.w_bits not in (4, 8):

@@ -14,8 +14,8 @@ unpacked to int8 first: the tensor cores of Hopper have no int4 instructions, so
 memory and bandwidth but computes at the int8 rate.
 
 Packed layout (`jaxlab.quant.packing`): in every 128-row block of K, 4-bit codes sit two per
-byte (rows r and r + 64), 2-bit codes four per byte (rows r + 32j), and 3-bit codes as a
-2-bit plane plus a 1-bit plane (rows r + 16j). So each byte plane unpacks to whole slices
+byte (rows r and r + 64), 2-bit codes four per byte (rows r + 32j), 1-bit codes eight per
+byte (rows r + 16j), and 3-bit codes as a 2-bit plane plus a 1-bit plane. So each byte plane unpacks to whole slices
 of K rows and meets a contiguous slice of lhs columns: no interleaving on chip.
 """
 
@@ -121,6 +121,10 @@ def code_slices(packed_ref, at: TileAt, geometry: TileGeometry, bits: int, kb) -
     both = load(kb * 64, 64)
     yield 0, 64, both & 0xF
     yield 64, 64, both >> 4
+  elif bits == 1:
+    eight = load(kb * 16, 16)
+    for j in range(8):
+      yield 16 * j, 16, (eight >> j) & 0x1
   elif bits == 2:
     four = load(kb * 32, 32)
     for j in range(4):

@@ -29,7 +29,7 @@ def _experts_spec(schemes):
 @pytest.mark.parametrize(
     "schemes",
     [
-        "w8a16_g-1_asym", "w4a16_g128_asym", "w4a16_g-1_sym", "w3a16_g128_asym", "w2a16_g128_asym",
+        "w8a16_g-1_asym", "w4a16_g128_asym", "w4a16_g-1_sym", "w3a16_g128_asym", "w2a16_g128_asym", "w1a16_g128_asym",
         "w8a8_g-1_sym", "w8a8_g128_sym", "w4a4_g-1_sym", "w4a4_g128_sym",
         ("bf16", "w8a16_g-1_asym", "w4a16_g128_asym", "w8a8_g-1_sym") * (NUM_EXPERTS // 4),
     ],

@@ -211,7 +211,7 @@ def test_group_offset_past_the_groups_is_rejected():
 
 
 def test_unsupported_scheme_lists_the_supported_ones():
-  with pytest.raises(ValueError, match="supported: bf16, w2a16_g128_asym"):
+  with pytest.raises(ValueError, match="supported: bf16, w1a16_g128_asym"):
     rtn.quantize_experts(jnp.zeros((2, 128, 8)), "w5a16_g128_asym")
 
 

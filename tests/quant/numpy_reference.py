@@ -25,6 +25,9 @@ def pack_codes(q_kn: np.ndarray, bits: int) -> np.ndarray:
     elif bits == 2:
       j, r = divmod(t, 32)
       packed[32 * block + r] |= q_kn[row] << (2 * j)
+    elif bits == 1:
+      j, r = divmod(t, 16)
+      packed[16 * block + r] |= q_kn[row] << j
     elif bits == 3:
       j, r = divmod(t, 32)
       packed[32 * block + r] |= (q_kn[row] & 3) << (2 * j)

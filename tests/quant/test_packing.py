@@ -55,7 +55,7 @@ def test_hand_made_3_bit_bytes():
   np.testing.assert_array_equal(packed[:, 0], expected)
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
 def test_pack_matches_elementwise_reference_and_round_trips(bits):
   q = _random_codes((384, 6), bits, seed=bits)
   packed = packing.pack_codes(jnp.asarray(q), bits)
@@ -67,7 +67,7 @@ def test_pack_matches_elementwise_reference_and_round_trips(bits):
   np.testing.assert_array_equal(np.asarray(unpacked), q)
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
 def test_leading_axes_and_jit(bits):
   q = _random_codes((2, 3, 256, 5), bits, seed=10 + bits)
   pack = jax.jit(packing.pack_codes, static_argnums=1)

@@ -179,7 +179,7 @@ def test_errors():
     rtn.quantize_weight(jnp.zeros((128, 4), jnp.int32), "w4a16_g128_asym")
   with pytest.raises(ValueError, match="shape"):
     rtn.quantize_weight(jnp.zeros((128,)), "w4a16_g128_asym")
-  with pytest.raises(ValueError, match="supported: bf16, w2a16"):
+  with pytest.raises(ValueError, match="supported: bf16, w1a16"):
     rtn.quantize_weight(jnp.zeros((128, 4)), "w5a16_g128_asym")
   with pytest.raises(TypeError, match="scale_dtype"):
     rtn.quantize_weight(jnp.zeros((128, 4)), "w4a16_g128_asym", scale_dtype=jnp.int8)

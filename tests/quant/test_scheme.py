@@ -28,9 +28,11 @@ def test_supported_schemes_are_exactly_the_rule_set():
   """Independently enumerated from the rules: weight-only any bits/group/symmetry; W-A schemes
   symmetric with 4/8-bit weights and at least as many activation bits; bf16 once."""
   expected = {"bf16"}
-  for w in (2, 3, 4, 8):
+  for w in (1, 2, 3, 4, 8):
     for g in (128, -1):
       for sym in ("sym", "asym"):
+        if w == 1 and sym == "sym":
+          continue  # A symmetric 1-bit grid has only the level 0.
         expected.add(f"w{w}a16_g{g}_{sym}")
       if w in (4, 8):
         for a in (8, 4):
