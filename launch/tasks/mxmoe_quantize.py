@@ -31,6 +31,7 @@ from jaxlab.quant.mxmoe import assignment as assignment_lib
 from jaxlab.quant.mxmoe import pipeline
 from jaxlab.quant.mxmoe.checkpoint import save_quantized
 from jaxlab.quant.mxmoe.cost import block_times, load_cost_model
+from jaxlab.quant.scheme import parse_scheme
 from jaxlab.train import LoopResult
 from launch.tasks.mxmoe_report import write_report
 
@@ -90,7 +91,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     return float(ppl.perplexity), continuation
 
   float_ppl, float_continuation = evaluate(params)
-  rows = [{"name": "float", "method": "float", "bits": 16.0, "perplexity": float_ppl, "distinct_2": distinct_n(
+  rows = [{"name": "float", "method": "float", "bits": 16.0, "perplexity": float_ppl, "weight_only": True, "distinct_2": distinct_n(
       float_continuation.tolist(), 2), "agreement_prefix": float(e.new_tokens), "agreement_first_k": 1.0}]
   log.info("float: perplexity %.3f", float_ppl)
   assignments_dir, quantized_dir = workdir / "assignments", workdir / "quantized"
@@ -102,6 +103,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
                   for a, b in zip(continuation, float_continuation)]
     row = {
         "name": name, "method": method, "bits": pipeline.average_bits(assignment, model_config), "perplexity": ppl,
+        "weight_only": all(parse_scheme(s).a_bits == 16 for s in assignment["menu"]),
         "distinct_2": distinct_n(continuation.tolist(), 2),
         "agreement_prefix": float(np.mean([a.prefix_len for a in agreements])),
         "agreement_first_k": float(np.mean([a.match_fraction for a in agreements])),

@@ -28,23 +28,29 @@ def markdown_table(rows) -> str:
 
 
 def plot(path: pathlib.Path, rows) -> None:
+  """Perplexity against average bits: one line per method over the weight-only budgets, and
+  separate markers for the rows that also quantize activations (W4A4, the W5A5-style mix)."""
   import matplotlib
 
   matplotlib.use("Agg")  # Files only; never a window.
   import matplotlib.pyplot as plt
 
-  fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-  float_rows = [r for r in rows if r["method"] == "float"]
-  for method, marker in (("RTN", "s"), ("GPTQ", "o"), ("MxMoE", "*")):
-    points = sorted((r["bits"], r["perplexity"]) for r in rows if r["method"] == method)
-    if points:
-      ax.plot(*zip(*points), marker=marker, label=method)
-  if float_rows:
-    ax.axhline(float_rows[0]["perplexity"], color="gray", linestyle="--", label="float")
+  fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+  styles = (("RTN", "s", "C0"), ("GPTQ", "o", "C1"), ("MxMoE", "*", "C2"))
+  for method, marker, color in styles:
+    weight_only = sorted((r["bits"], r["perplexity"]) for r in rows if r["method"] == method and r.get("weight_only"))
+    if weight_only:
+      ax.plot(*zip(*weight_only), marker=marker, color=color, label=f"{method}, weights only")
+    with_acts = [(r["bits"], r["perplexity"]) for r in rows if r["method"] == method and not r.get("weight_only")]
+    if with_acts:
+      ax.scatter(*zip(*with_acts), marker=marker, s=70, facecolors="none", edgecolors=color,
+                 label=f"{method}, activations quantized too")
+  for row in rows:
+    if row["method"] == "float":
+      ax.axhline(row["perplexity"], color="gray", linestyle="--", label="float")
   ax.set_xlabel("average bits per expert weight")
   ax.set_ylabel("validation perplexity")
-  ax.set_yscale("log")
-  ax.legend()
+  ax.legend(fontsize=8)
   ax.grid(True, alpha=0.3)
   fig.tight_layout()
   fig.savefig(path)
