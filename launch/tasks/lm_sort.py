@@ -6,16 +6,14 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from ml_collections import ConfigDict
 
 from jaxlab.data import build_batches, make_global_batch
 from jaxlab.data.sorting import SortingSource
-from jaxlab.metrics import MetricWriter
 from jaxlab.models import DecoderLM, DecoderLMConfig
 from jaxlab.sharding import assert_params_sharded, axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
-from jaxlab.train import LoopResult, TrainState, make_train_step, masked_cross_entropy, train_loop
-from launch.tasks.common import checkpointer_from_config, loop_settings_from_config, optimizer_from_config
+from jaxlab.train import LoopResult, TrainState, make_train_step, masked_cross_entropy
+from launch.tasks.common import optimizer_from_config, process_share, run_train_loop, stack_examples
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     train_step = make_train_step(loss_fn, optimizer, state_shardings=state_shardings, batch_shardings=batch_sharding_)
 
-    eval_batch = make_global_batch(_stack([eval_source[i] for i in _local_indices(len(eval_source))]), batch_sharding_)
+    eval_batch = make_global_batch(stack_examples([eval_source[i] for i in process_share(len(eval_source))]), batch_sharding_)
 
     @jax.jit
     def eval_step(params, batch):
@@ -60,31 +58,8 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     # The batch is an argument, not a closed-over constant: it spans every process's devices.
     evaluate = lambda params: eval_step(params, eval_batch)
 
-    checkpointer = checkpointer_from_config(config.checkpoint, workdir)
-    with MetricWriter(workdir) as writer:
-      try:
-        return train_loop(
-            state,
-            train_step=train_step,
-            batches=iter(batches),
-            to_device=lambda b: make_global_batch(b, batch_sharding_),
-            rng=train_rng,
-            settings=loop_settings_from_config(config.train),
-            checkpointer=checkpointer,
-            writer=writer,
-            evaluate=evaluate,
-            stop_requested=stop_requested,
-        )
-      finally:
-        checkpointer.close()
-
-
-def _local_indices(n: int) -> range:
-  """This process's contiguous share of n evaluation examples."""
-  per_process = n // jax.process_count()
-  start = jax.process_index() * per_process
-  return range(start, start + per_process)
-
-
-def _stack(examples: list[dict]) -> dict:
-  return jax.tree.map(lambda *xs: np.stack(xs), *examples)
+    return run_train_loop(
+        state, config, workdir, train_step=train_step, batches=batches,
+        to_device=lambda b: make_global_batch(b, batch_sharding_), rng=train_rng, evaluate=evaluate,
+        stop_requested=stop_requested,
+    )

@@ -19,11 +19,10 @@ from ml_collections import ConfigDict
 from jaxlab.data import build_batches, make_global_batch
 from jaxlab.data.text import TokenWindows, prepare_shakespeare, save_tokenizer
 from jaxlab.eval import sliding_window_perplexity
-from jaxlab.metrics import MetricWriter
 from jaxlab.moe.models import MoEDecoderLM, MoELMConfig, save_pretrained
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
-from jaxlab.train import LoopResult, TrainState, make_train_step, masked_cross_entropy, train_loop
-from launch.tasks.common import checkpointer_from_config, loop_settings_from_config, optimizer_from_config
+from jaxlab.train import LoopResult, TrainState, make_train_step, masked_cross_entropy
+from launch.tasks.common import optimizer_from_config, process_share, run_train_loop, stack_examples
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     state = jax.jit(lambda p: TrainState.create(p, optimizer))(variables["params"])
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     train_step = make_train_step(loss_fn, optimizer, state_shardings=state_shardings, batch_shardings=tokens_sharding)
-    eval_batch = make_global_batch(_stack([eval_source[i] for i in range(len(eval_source))]), tokens_sharding)
+    eval_batch = make_global_batch(stack_examples([eval_source[i] for i in process_share(len(eval_source))]), tokens_sharding)
 
     @jax.jit
     def eval_step(params, batch):
@@ -75,23 +74,11 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
       _, metrics = masked_cross_entropy(logits_btv, batch["targets"], batch["loss_mask"])
       return dict(metrics, perplexity=jnp.exp(metrics["loss"]))
 
-    checkpointer = checkpointer_from_config(config.checkpoint, workdir)
-    with MetricWriter(workdir) as writer:
-      try:
-        result = train_loop(
-            state,
-            train_step=train_step,
-            batches=iter(batches),
-            to_device=lambda b: make_global_batch(b, tokens_sharding),
-            rng=train_rng,
-            settings=loop_settings_from_config(config.train),
-            checkpointer=checkpointer,
-            writer=writer,
-            evaluate=lambda params: eval_step(params, eval_batch),
-            stop_requested=stop_requested,
-        )
-      finally:
-        checkpointer.close()
+    result = run_train_loop(
+        state, config, workdir, train_step=train_step, batches=batches,
+        to_device=lambda b: make_global_batch(b, tokens_sharding), rng=train_rng,
+        evaluate=lambda params: eval_step(params, eval_batch), stop_requested=stop_requested,
+    )
     if result.status != "completed":
       return result
 
@@ -113,7 +100,3 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     log.info("Wrote the trained model (Hugging Face format) and tokenizer to %s.", model_dir)
   result.last_eval_metrics["sliding_window_perplexity"] = float(ppl.perplexity)
   return result
-
-
-def _stack(examples: list[dict]) -> dict:
-  return jax.tree.map(lambda *xs: np.stack(xs), *examples)

