@@ -58,8 +58,39 @@ def _row_mask(at: TileAt, geometry: TileGeometry) -> jax.Array:
   return at.row_start + jnp.arange(geometry.block_m, dtype=jnp.int32) < at.row_end
 
 
-def _col_mask(at: TileAt, geometry: TileGeometry) -> jax.Array:
+def _col_mask(at: TileAt, geometry: TileGeometry) -> jax.Array | None:
+  """Columns inside N, or None when every column tile is whole (N % block_n == 0).
+
+  Leaving out a mask Triton cannot see is constant lets it vectorise the loads and stores.
+  """
+  if geometry.n % geometry.block_n == 0:
+    return None
   return at.col_start + jnp.arange(geometry.block_n, dtype=jnp.int32) < geometry.n
+
+
+def _k_mask(k_start, geometry: TileGeometry) -> jax.Array | None:
+  """Contraction rows inside K, or None when K is a multiple of block_k."""
+  if geometry.k % geometry.block_k == 0:
+    return None
+  return k_start + jnp.arange(geometry.block_k, dtype=jnp.int32) < geometry.k
+
+
+def outer_mask(rows_mask: jax.Array | None, cols_mask: jax.Array | None) -> jax.Array | None:
+  """[r, c] mask from optional [r] and [c] masks (None: all true)."""
+  if rows_mask is None and cols_mask is None:
+    return None
+  if rows_mask is None:
+    return cols_mask[None, :]
+  if cols_mask is None:
+    return rows_mask[:, None]
+  return rows_mask[:, None] & cols_mask[None, :]
+
+
+def masked_load(ref, mask: jax.Array | None) -> jax.Array:
+  """Load, zero-filled where `mask` is false; unmasked when `mask` is None."""
+  if mask is None:
+    return plgpu.load(ref)
+  return plgpu.load(ref, mask=mask, other=0)
 
 
 def _dot_f32(a, b):
@@ -69,7 +100,7 @@ def _dot_f32(a, b):
 
 
 def store_tile(out_ref, acc, at: TileAt, geometry: TileGeometry) -> None:
-  mask = _row_mask(at, geometry)[:, None] & _col_mask(at, geometry)[None, :]
+  mask = outer_mask(_row_mask(at, geometry), _col_mask(at, geometry))
   rows = pl.ds(at.row_start, geometry.block_m)
   cols = pl.ds(at.col_start, geometry.block_n)
   plgpu.store(out_ref.at[rows, cols], acc.astype(out_ref.dtype), mask=mask)
@@ -88,16 +119,16 @@ def dense_tile(lhs_ref, w_ref, at: TileAt, geometry: TileGeometry, *, transposed
   cols = pl.ds(at.col_start, bn)
 
   def step(kb, acc):
-    k_mask = kb * bk + jnp.arange(bk, dtype=jnp.int32) < geometry.k
+    k_mask = _k_mask(kb * bk, geometry)
     ks = pl.ds(kb * bk, bk)
-    a = plgpu.load(lhs_ref.at[rows, ks], mask=row_mask[:, None] & k_mask[None, :], other=0)
+    a = masked_load(lhs_ref.at[rows, ks], outer_mask(row_mask, k_mask))
     if transposed:
-      w = plgpu.load(w_ref.at[at.slot, cols, ks], mask=col_mask[:, None] & k_mask[None, :], other=0)
+      w = masked_load(w_ref.at[at.slot, cols, ks], outer_mask(col_mask, k_mask))
       precision = lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
       product = lax.dot_general(a, w, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
                                 precision=precision)
     else:
-      w = plgpu.load(w_ref.at[at.slot, ks, cols], mask=k_mask[:, None] & col_mask[None, :], other=0)
+      w = masked_load(w_ref.at[at.slot, ks, cols], outer_mask(k_mask, col_mask))
       product = _dot_f32(a, w)
     return acc + product
 
@@ -109,10 +140,10 @@ def code_slices(packed_ref, at: TileAt, geometry: TileGeometry, bits: int, kb) -
   """(first K row within the block, number of rows, int32 codes [rows, block_n]) covering one
   128-row block `kb` of one expert's packed codes."""
   cols = pl.ds(at.col_start, geometry.block_n)
-  col_mask = _col_mask(at, geometry)[None, :]
+  col_mask = outer_mask(None, _col_mask(at, geometry))
 
   def load(first_row, num_rows):
-    packed = plgpu.load(packed_ref.at[at.slot, pl.ds(first_row, num_rows), cols], mask=col_mask, other=0)
+    packed = masked_load(packed_ref.at[at.slot, pl.ds(first_row, num_rows), cols], col_mask)
     return packed.astype(jnp.int32)
 
   if bits == 8:
@@ -152,7 +183,7 @@ def _load_group_row(ref, at: TileAt, geometry: TileGeometry, group_row) -> jax.A
   """[1, block_n] float32 of a scale or zero array [S, groups, N] at row `group_row`."""
   cols = pl.ds(at.col_start, geometry.block_n)
   group_row = jnp.asarray(group_row, jnp.int32)  # A Python 0 for per-channel scales.
-  values = plgpu.load(ref.at[at.slot, group_row, cols], mask=_col_mask(at, geometry), other=0)
+  values = masked_load(ref.at[at.slot, group_row, cols], _col_mask(at, geometry))
   return values.astype(jnp.float32)[None, :]
 
 

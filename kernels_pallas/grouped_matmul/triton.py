@@ -67,7 +67,9 @@ def _forward_kernel(schedule_ref, lhs_ref, *refs, plan: _Plan):
       slot=schedule_ref[schedule_lib.SLOT, t],
       row_start=schedule_ref[schedule_lib.ROW_START, t],
       row_end=schedule_ref[schedule_lib.ROW_END, t],
-      col_start=schedule_ref[schedule_lib.COL_START, t],
+      # Every column tile starts at a multiple of its block_n (powers of two: the smallest divides
+      # all). Told so, Triton can prove weight, scale and output rows aligned and vectorise them.
+      col_start=pl.multiple_of(schedule_ref[schedule_lib.COL_START, t], min(s.tile.block_n for s in plan.stacks)),
   )
   for index, stack_plan in enumerate(plan.stacks):
     packed_ref = refs.pop(0)
@@ -111,10 +113,11 @@ def _quantize_activation_rows(lhs_mk, group_sizes_g, group_offset, experts: Expe
   return codes_mk, scales_mg
 
 
-def _config_for(config, experts: ExpertWeights, num_rows: int) -> GroupedMatmulConfig:
+def _config_for(config, experts: ExpertWeights, lhs_mk) -> GroupedMatmulConfig:
   if config is not None:
     return config
-  return GroupedMatmulConfig.heuristic(experts.schemes, num_rows, experts.num_experts)
+  return GroupedMatmulConfig.heuristic(experts.schemes, lhs_mk.shape[0], experts.num_experts,
+                                       lhs_itemsize=lhs_mk.dtype.itemsize)
 
 
 def _launch(lhs_mk, experts: ExpertWeights, group_sizes_g, group_offset, *, out_dtype, config, interpret,
@@ -124,7 +127,7 @@ def _launch(lhs_mk, experts: ExpertWeights, group_sizes_g, group_offset, *, out_
   # Transposed: stored W is [K_out, N_contract], so the contraction runs over its columns.
   k = experts.out_features if transposed else experts.in_features
   n = experts.in_features if transposed else experts.out_features
-  config = _config_for(config, experts, num_rows)
+  config = _config_for(config, experts, lhs_mk)
   stack_plans = []
   for scheme, stack in zip(experts.schemes, experts.stacks):
     tile = config.tile_for(scheme)
@@ -137,6 +140,7 @@ def _launch(lhs_mk, experts: ExpertWeights, group_sizes_g, group_offset, *, out_
       slot=experts.expert_slot,
       block_m=tuple(stack_plans[s].tile.block_m for s in experts.expert_scheme),
       block_n=tuple(stack_plans[s].tile.block_n for s in experts.expert_scheme),
+      group_m=config.group_m,
   )
   schedule = schedule_lib.build_schedule(group_sizes_g, group_offset, num_rows, n, tiling)
 

@@ -29,11 +29,20 @@ def test_schedule_matches_an_independent_enumeration(seed):
       slot=tuple(range(num_local)),
       block_m=tuple(int(b) for b in rng.choice([16, 32, 64], size=num_local)),
       block_n=tuple(int(b) for b in rng.choice([16, 32], size=num_local)),
+      group_m=int(rng.choice([1, 2, 3, 1000])),
   )
   schedule = schedule_lib.build_schedule(jnp.asarray(sizes, jnp.int32), offset, num_rows, out_features, tiling)
   expected = schedule_lib.schedule_numpy(sizes, offset, num_rows, out_features, tiling)
   assert _valid_tiles(schedule) == expected
   assert schedule.shape == (schedule_lib.NUM_FIELDS, schedule_lib.grid_bound(num_rows, out_features, tiling))
+
+
+def test_band_order_walks_group_m_row_tiles_across_the_columns():
+  # One expert, 5 row tiles of 16, 2 column tiles of 16, bands of 2 row tiles.
+  tiling = schedule_lib.ExpertTiling(stack=(0,), slot=(0,), block_m=(16,), block_n=(16,), group_m=2)
+  schedule = schedule_lib.build_schedule(jnp.asarray([80], jnp.int32), 0, 80, 32, tiling)
+  order = [(row_start // 16, col_start // 16) for _, _, row_start, _, col_start in _valid_tiles(schedule)]
+  assert order == [(0, 0), (1, 0), (0, 1), (1, 1), (2, 0), (3, 0), (2, 1), (3, 1), (4, 0), (4, 1)]
 
 
 def test_bound_holds_for_the_worst_split():

@@ -42,6 +42,8 @@ class GroupedMatmulConfig:
     default_tile: shape for schemes without an entry.
     num_warps: warps per program (one value: a launch has one).
     num_stages: software-pipelining depth of the K loop.
+    group_m: row tiles per band of the tile order (`schedule` module docstring): programs
+      in flight share a few weight and lhs blocks in L2.
     weight_grad_tile: the backward's weight-gradient kernel computes [block_k, block_n] of one
       expert's gradient per program, walking the expert's rows `block_m` at a time.
   """
@@ -50,9 +52,12 @@ class GroupedMatmulConfig:
   default_tile: TileShape = TileShape(128, 128, 64)
   num_warps: int = 4
   num_stages: int = 3
+  group_m: int = 8
   weight_grad_tile: TileShape = TileShape(64, 128, 128)
 
   def __post_init__(self):
+    if self.group_m < 1:
+      raise ValueError(f"GroupedMatmulConfig.group_m must be >= 1, got {self.group_m}")
     for name, tile in self.tiles:
       parse_scheme(name)  # Raises, listing the supported names.
       if not isinstance(tile, TileShape):
@@ -67,19 +72,34 @@ class GroupedMatmulConfig:
     return tile
 
   @classmethod
-  def heuristic(cls, schemes: Iterable[QuantScheme | str], num_rows: int, num_groups: int) -> GroupedMatmulConfig:
-    """Shapes from the average rows per group: small row tiles when groups are short (decode).
+  def heuristic(cls, schemes: Iterable[QuantScheme | str], num_rows: int, num_groups: int,
+                lhs_itemsize: int = 2) -> GroupedMatmulConfig:
+    """Tile shapes from the average rows per group and the launch's schemes.
 
-    Short groups waste most of a 128-row tile on masked rows, and their time goes to reading
-    weights, so they get 16-row tiles with wide K steps; long groups (prefill) get 128x128
-    tiles that reuse each loaded weight block across 128 rows.
+    Short groups (decode) waste most of a 128-row tile on masked rows and spend their time
+    reading weights, so they get 16-row tiles; long groups (prefill) get 128-row tiles that
+    reuse each weight block across many rows. The wide variants were the fastest of the
+    sweep in `benchmarks/grouped_matmul_tiles.py` on an H100 (docs/PERFORMANCE.md): launches
+    of float experts only, and launches whose experts all have <= 4-bit weights and float
+    activations. Other launches keep the shapes measured before that sweep. The wide float
+    tile needs 16-bit operands (`lhs_itemsize` 2): float32 stages would overflow shared memory.
     """
+    parsed = [parse_scheme(s) for s in schemes]
+    float_only = all(not s.quantizes_weights for s in parsed)
+    narrow_weight_only = all(s.quantizes_weights and s.w_bits <= 4 and not s.quantizes_activations for s in parsed)
     rows_per_group = num_rows / max(num_groups, 1)
     if rows_per_group <= 16:
-      tile, warps, stages = TileShape(16, 128, 128), 4, 4
+      if narrow_weight_only:
+        tile, warps, stages = TileShape(16, 256, 128), 4, 3
+      else:
+        tile, warps, stages = TileShape(16, 128, 128), 4, 4
     elif rows_per_group <= 64:
       tile, warps, stages = TileShape(64, 128, 64), 4, 3
+    elif float_only and lhs_itemsize <= 2:
+      tile, warps, stages = TileShape(128, 256, 64), 8, 4
+    elif narrow_weight_only:
+      tile, warps, stages = TileShape(128, 64, 128), 4, 3
     else:
       tile, warps, stages = TileShape(128, 128, 64), 8, 3
-    names = sorted({parse_scheme(s).name for s in schemes})
+    names = sorted({s.name for s in parsed})
     return cls(tiles=tuple((name, tile) for name in names), default_tile=tile, num_warps=warps, num_stages=stages)

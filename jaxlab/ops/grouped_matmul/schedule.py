@@ -2,9 +2,13 @@
 
 Program t of the one-dimensional grid computes one output tile of one expert: rows
 [row_start, row_start + block_m) ∩ [row_start, row_end) and columns [col_start, col_start +
-block_n), with its expert's scheme and tile shape. Within an expert, tiles are ordered column
-block by column block, row tiles fastest, so consecutive programs reuse one weight block
-from L2.
+block_n), with its expert's scheme and tile shape.
+
+Within an expert, tiles run in bands of `group_m` row tiles: a band is walked column block by
+column block, its row tiles fastest, then the next band starts. Programs in flight together
+then share a few weight column blocks and a few lhs row blocks in L2. group_m = 1 walks one row
+tile across all columns; a group_m above the expert's row tiles walks whole columns, which
+re-reads every lhs row once per column block (costly for experts with thousands of rows).
 
 The grid size must be static while the group sizes are not, so the schedule is padded to a
 bound that holds for every split of M rows among the experts:
@@ -33,6 +37,7 @@ class ExpertTiling(NamedTuple):
   slot: tuple[int, ...]  # Index of the expert within its stack.
   block_m: tuple[int, ...]
   block_n: tuple[int, ...]
+  group_m: int = 8  # Row tiles per band of the tile order (see the module docstring).
 
 
 def num_column_tiles(out_features: int, block_n: int) -> int:
@@ -44,6 +49,15 @@ def grid_bound(num_rows: int, out_features: int, tiling: ExpertTiling) -> int:
   col_tiles = [num_column_tiles(out_features, bn) for bn in tiling.block_n]
   densest = max(nt / bm for nt, bm in zip(col_tiles, tiling.block_m))
   return max(1, math.ceil(num_rows * densest) + sum(col_tiles))
+
+
+def _banded_tile(local_t, row_tiles, col_tiles, group_m: int):
+  """(row tile, column tile) of an expert's tile number `local_t` in the banded order."""
+  band_tiles = group_m * col_tiles
+  first_row = (local_t // band_tiles) * group_m
+  rows_in_band = jnp.maximum(jnp.minimum(row_tiles - first_row, group_m), 1)
+  within = local_t % band_tiles
+  return first_row + within % rows_in_band, within // rows_in_band
 
 
 def build_schedule(group_sizes_g, group_offset, num_rows: int, out_features: int, tiling: ExpertTiling) -> jax.Array:
@@ -71,13 +85,12 @@ def build_schedule(group_sizes_g, group_offset, num_rows: int, out_features: int
 
   num_programs = grid_bound(num_rows, out_features, tiling)
   t = jnp.arange(num_programs, dtype=jnp.int32)
-  expert_t = jnp.searchsorted(tile_ends, t, side="right").astype(jnp.int32)
+  # All-pairs compare instead of a binary search: one fused kernel, no device loop (L is small).
+  expert_t = jnp.searchsorted(tile_ends, t, side="right", method="compare_all").astype(jnp.int32)
   valid_t = expert_t < num_local
   e = jnp.minimum(expert_t, num_local - 1)
   local_t = t - (tile_ends[e] - tiles_e[e])
-  row_tiles_t = jnp.maximum(row_tiles[e], 1)
-  row_tile_t = local_t % row_tiles_t
-  col_tile_t = local_t // row_tiles_t
+  row_tile_t, col_tile_t = _banded_tile(local_t, row_tiles[e], col_tiles[e], tiling.group_m)
 
   stack_t = jnp.where(valid_t, jnp.asarray(tiling.stack, jnp.int32)[e], -1)
   slot_t = jnp.asarray(tiling.slot, jnp.int32)[e]
@@ -97,8 +110,9 @@ def schedule_numpy(group_sizes, group_offset: int, num_rows: int, out_features: 
     g = group_offset + e
     bm, bn = tiling.block_m[e], tiling.block_n[e]
     row_tiles = -(-int(sizes[g]) // bm)
-    for col_tile in range(num_column_tiles(out_features, bn)):
-      for row_tile in range(row_tiles):
-        tiles.append((tiling.stack[e], tiling.slot[e], int(starts[g]) + row_tile * bm, int(starts[g] + sizes[g]),
-                      col_tile * bn))
+    for first_row in range(0, row_tiles, tiling.group_m):
+      for col_tile in range(num_column_tiles(out_features, bn)):
+        for row_tile in range(first_row, min(first_row + tiling.group_m, row_tiles)):
+          tiles.append((tiling.stack[e], tiling.slot[e], int(starts[g]) + row_tile * bm,
+                        int(starts[g] + sizes[g]), col_tile * bn))
   return tiles

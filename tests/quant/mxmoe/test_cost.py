@@ -15,8 +15,8 @@ SCHEMES = WEIGHT_ONLY_BY_BITS + (
 
 
 def test_roofline_matches_hand_computation():
-  """w4a16_g128_asym, 8 rows (16 x 128 tiles), K=2048, N=2816 on H100 SXM, written out from the formula."""
-  k, n, bm, bn = 2048, 2816, 16, 128
+  """w4a16_g128_asym, 8 rows (16 x 256 tiles), K=2048, N=2816 on H100 SXM, written out from the formula."""
+  k, n, bm, bn = 2048, 2816, 16, 256
   weight = k * bn * 4 / 8 + (k // 128) * bn * 2 * 2  # 4-bit codes + float16 scale and zero per group.
   lhs = bm * k * 2
   out = bm * bn * 2
@@ -24,7 +24,7 @@ def test_roofline_matches_hand_computation():
   want = 1 * math.ceil(n / bn) * per_tile
   assert CostModel.roofline("H100 SXM").block_time("w4a16_g128_asym", 8, k, n) == pytest.approx(want, rel=1e-12)
   # 300 rows: 128 x 128 tiles, w8a8: int8 lhs with float32 scales per 128 columns, int8 peak.
-  bm = 128
+  bm, bn = 128, 128
   weight = k * bn + bn * 2  # int8 codes, one float16 scale per column (symmetric: no zero).
   lhs = bm * k + bm * (k // 128) * 4
   per_tile = max((weight + lhs + bm * bn * 2) / 4.8e12, 2 * bm * bn * k / 1979e12)
@@ -84,19 +84,19 @@ def _entry(scheme, block_m, k, per_tile_s, block_n=128):
 
 def test_measured_table_tiles_and_k_interpolation(tmp_path):
   path = _write_table(tmp_path / "t.json", "NVIDIA H200", [
-      _entry("w4a16_g128_asym", 16, 1024, 2e-6), _entry("w4a16_g128_asym", 16, 4096, 5e-6),
-      _entry("w4a16_g128_asym", 128, 2048, 9e-6),
+      _entry("w8a16_g128_asym", 16, 1024, 2e-6), _entry("w8a16_g128_asym", 16, 4096, 5e-6),
+      _entry("w8a16_g128_asym", 128, 2048, 9e-6),
   ])
   model = CostModel.from_table(path)
   assert model.source == "measured:NVIDIA H200" and not model.is_estimate
   # 10 rows -> one 16-row tile per 128 columns; N=300 -> 3 column tiles.
-  assert model.block_time("w4a16_g128_asym", 10, 1024, 300) == pytest.approx(3 * 2e-6)
-  assert model.block_time("w4a16_g128_asym", 10, 2048, 300) == pytest.approx(3 * (2e-6 + 3e-6 / 3))
-  assert model.block_time("w4a16_g128_asym", 10, 8192, 300) == pytest.approx(3 * 5e-6 * 2)
-  assert model.block_time("w4a16_g128_asym", 10, 512, 300) == pytest.approx(3 * 2e-6 / 2)
+  assert model.block_time("w8a16_g128_asym", 10, 1024, 300) == pytest.approx(3 * 2e-6)
+  assert model.block_time("w8a16_g128_asym", 10, 2048, 300) == pytest.approx(3 * (2e-6 + 3e-6 / 3))
+  assert model.block_time("w8a16_g128_asym", 10, 8192, 300) == pytest.approx(3 * 5e-6 * 2)
+  assert model.block_time("w8a16_g128_asym", 10, 512, 300) == pytest.approx(3 * 2e-6 / 2)
   # 200 rows -> two 128-row tiles.
-  assert model.block_time("w4a16_g128_asym", 200, 2048, 128) == pytest.approx(2 * 9e-6)
-  assert model.block_time("w4a16_g128_asym", 0, 2048, 128) == 0.0
+  assert model.block_time("w8a16_g128_asym", 200, 2048, 128) == pytest.approx(2 * 9e-6)
+  assert model.block_time("w8a16_g128_asym", 0, 2048, 128) == 0.0
   with pytest.raises(ValueError, match="no entry for scheme w8a8_g-1_sym with tile 16x128"):
     model.block_time("w8a8_g-1_sym", 10, 1024, 300)
 

@@ -27,9 +27,11 @@ def test_per_tile_cost_is_the_slope_over_tiles(tmp_path, monkeypatch):
   def fake_time_call(fn, lhs, experts, sizes, warmup, iters):
     scheme = experts.schemes[0].name
     m, groups = int(sizes[0]), int(sizes.shape[0])
-    # Tiles recomputed here from the heuristic's documented rule: <= 16 rows -> 16, <= 64 -> 64, else 128.
+    # Tiles written out from the heuristic's documented shapes for these two schemes.
     block_m = 16 if m <= 16 else 64 if m <= 64 else 128
-    tiles = groups * math.ceil(m / block_m) * math.ceil(experts.out_features / 128)
+    wide = {("bf16", 128): 256, ("w4a16_g128_asym", 16): 256, ("w4a16_g128_asym", 128): 64}
+    block_n = wide.get((scheme, block_m), 128)
+    tiles = groups * math.ceil(m / block_m) * math.ceil(experts.out_features / block_n)
     calls.append((scheme, m, lhs.shape[1], groups))
     return {"median_ms": (intercept + slope[scheme] * tiles) * 1e3}
 
@@ -50,8 +52,8 @@ def test_per_tile_cost_is_the_slope_over_tiles(tmp_path, monkeypatch):
     assert entry["intercept_s"] == pytest.approx(intercept, rel=1e-6)
   model = CostModel.from_table(out)
   assert model.source == "measured:cpu (xla implementation)"
-  # 200 rows, N=1024 in w4a16: 2 row tiles x 8 column tiles; K=256 is twice the measured K.
-  assert model.block_time("w4a16_g128_asym", 200, 256, 1024) == pytest.approx(16 * 2 * slope["w4a16_g128_asym"])
+  # 200 rows, N=1024 in w4a16: 2 row tiles x 16 column tiles of 64; K=256 is twice the measured K.
+  assert model.block_time("w4a16_g128_asym", 200, 256, 1024) == pytest.approx(32 * 2 * slope["w4a16_g128_asym"])
 
 
 def test_xla_measurement_runs_and_loads(tmp_path):
