@@ -9,7 +9,8 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = (
-    "checkpoint", "data", "eval", "metrics", "models", "moe", "nn", "ops", "quant", "sharding", "splat", "testing", "train",
+    "checkpoint", "data", "eval", "flow", "metrics", "models", "moe", "nn", "ops", "quant", "sharding", "splat", "testing",
+    "train",
 )
 
 

@@ -8,6 +8,8 @@ front-ends only: kernels are imported when an implementation is first tried.
 # Bound eagerly on purpose: each op subpackage (`rms_norm`, `gaussian_raster`, `grouped_matmul`) shares its
 # function's name, and the import system would otherwise leave the subpackage, not the
 # function, at `jaxlab.ops.<op>`.
+from jaxlab.ops.flow_guidance.api import flow_guidance, resolve_flow_guidance
+from jaxlab.ops.flow_guidance.config import FlowGuidanceConfig
 from jaxlab.ops.gaussian_raster.api import gaussian_raster, resolve_gaussian_raster
 from jaxlab.ops.grouped_matmul.api import grouped_matmul, resolve_grouped_matmul
 from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig, TileShape
@@ -16,13 +18,16 @@ from jaxlab.ops.rms_norm.api import resolve_rms_norm, rms_norm
 from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
 
 __all__ = [
+    "FlowGuidanceConfig",
     "GroupedMatmulConfig",
     "IMPLEMENTATIONS",
     "NoImplementationError",
     "RmsNormBlockConfig",
     "default_preference",
+    "flow_guidance",
     "gaussian_raster",
     "grouped_matmul",
+    "resolve_flow_guidance",
     "resolve_gaussian_raster",
     "resolve_grouped_matmul",
     "resolve_rms_norm",

@@ -1,0 +1,1 @@
+"""HiFlow guidance kernels (see README.md); called only through `jaxlab.ops.flow_guidance`."""
