@@ -61,3 +61,12 @@ def test_moe_example_runs_and_quantized_experts_stay_close():
   y_float = np.asarray(y_float)
   assert y_q.shape == y_float.shape
   assert np.linalg.norm(y_q - y_float) < 0.2 * np.linalg.norm(y_float)
+
+
+def test_hiflow_example_samples_three_resolutions():
+  namespace: dict = {}
+  exec(compile(_code_after("HiFlow wraps any velocity function"), "README.md", "exec"), namespace)
+  assert namespace["images"].shape == (4, 32, 32, 3)
+  shapes = [s.shape for s in namespace["result"].samples]
+  assert shapes == [(4, 32, 32, 3), (4, 64, 64, 3), (4, 128, 128, 3)]
+  assert all(bool(jnp.all(jnp.isfinite(s))) for s in namespace["result"].samples)

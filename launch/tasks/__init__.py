@@ -7,6 +7,7 @@ it is the only code that reads a ConfigDict and turns it into library arguments.
 import importlib
 
 TASKS = {
+    "flow_train": "launch.tasks.flow_train",
     "lm_sort": "launch.tasks.lm_sort",
     "moe_lm": "launch.tasks.moe_lm",
     "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
