@@ -7,7 +7,7 @@ random and downscaled to `data.image_size`; the class is the source photograph (
 Variants:
 
   default: 32 px, patch 4 (64 tokens), width 128, 6 blocks, 1,500 steps of 64 crops;
-           sized for about 30 minutes on 2 CPU cores.
+           40 min on 2 CPU cores shared with other jobs (1.1 steps/s once alone).
   smoke:   16 px, width 32, 2 blocks, 30 steps: the whole task in well under a minute.
 
   python -m launch.run --config=configs/flow_train.py --workdir=runs/flow_train
