@@ -1,0 +1,211 @@
+"""`Qwen2Config`: the shape and numerics of a dense Qwen2 / Qwen2.5 decoder, and its config.json.
+
+`from_hf_dict` reads a transformers `config.json` dict (4.x and 5.x spellings) and refuses, naming
+the key, anything `Qwen2LM` would compute differently (scaled RoPE, sliding-window attention,
+another activation). `to_hf_dict` writes a dict that transformers loads into `Qwen2ForCausalLM`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jaxlab.moe.models.config import COMPUTE_DTYPES
+
+MODEL_TYPE = "qwen2"
+HF_MODEL_CLASS = "Qwen2ForCausalLM"
+# transformers' Qwen2Config defaults for keys a config.json may leave out.
+_DEFAULT_THETA = 10_000.0
+_DEFAULT_EPS = 1e-6
+_DEFAULT_MAX_POSITIONS = 32768
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen2Config:
+  """A dense Qwen2 decoder LM: pre-norm, GQA attention with RoPE and q/k/v bias, SwiGLU MLP.
+
+  Attributes:
+    vocab_size: V. hidden_size: D. intermediate_size: I, the SwiGLU width.
+    num_hidden_layers: L. num_attention_heads: H. num_key_value_heads: KV (None: H).
+    head_dim: hd (None: hidden_size // num_attention_heads).
+    rope_theta: RoPE base. rms_norm_eps: RMSNorm epsilon.
+    max_position_embeddings: the longest sequence the model accepts (prompt + generated tokens).
+    tie_word_embeddings: logits use the embedding table (no lm_head).
+    attention_bias: q/k/v projections have a bias (always in Qwen2); the output projection never has one.
+    bos_token_id, eos_token_id: kept for config.json (eos may be several ids).
+    dtype: compute dtype ("float32", "bfloat16", "float16"); logits and softmaxes are float32.
+  """
+
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_hidden_layers: int
+  num_attention_heads: int
+  num_key_value_heads: int | None = None
+  head_dim: int | None = None
+  rope_theta: float = _DEFAULT_THETA
+  rms_norm_eps: float = _DEFAULT_EPS
+  max_position_embeddings: int = _DEFAULT_MAX_POSITIONS
+  tie_word_embeddings: bool = False
+  attention_bias: bool = True
+  bos_token_id: int | None = None
+  eos_token_id: int | tuple[int, ...] | None = None
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "max_position_embeddings"):
+      _check_positive_int(name, getattr(self, name))
+    if self.num_key_value_heads is None:
+      object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
+    _check_positive_int("num_key_value_heads", self.num_key_value_heads)
+    if self.head_dim is None:
+      if self.hidden_size % self.num_attention_heads:
+        raise ValueError(
+            f"Qwen2Config.head_dim=None needs hidden_size={self.hidden_size} divisible by "
+            f"num_attention_heads={self.num_attention_heads}; give head_dim"
+        )
+      object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
+    _check_positive_int("head_dim", self.head_dim)
+    if self.head_dim % 2:
+      raise ValueError(f"Qwen2Config.head_dim must be even for rotary embeddings, got {self.head_dim}")
+    if self.num_attention_heads % self.num_key_value_heads:
+      raise ValueError(
+          f"Qwen2Config.num_attention_heads={self.num_attention_heads} must be a multiple of "
+          f"num_key_value_heads={self.num_key_value_heads}"
+      )
+    if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float)) or self.rope_theta <= 0:
+      raise ValueError(f"Qwen2Config.rope_theta must be a positive number, got {self.rope_theta!r}")
+    if isinstance(self.rms_norm_eps, bool) or not isinstance(self.rms_norm_eps, (int, float)) or self.rms_norm_eps < 0:
+      raise ValueError(f"Qwen2Config.rms_norm_eps must be a number >= 0, got {self.rms_norm_eps!r}")
+    if self.dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"Qwen2Config.dtype must be one of {COMPUTE_DTYPES}, got {self.dtype!r}")
+    for name in ("bos_token_id", "eos_token_id"):
+      value = getattr(self, name)
+      # A list would make the config unhashable (it is a static jit argument): store a tuple.
+      if isinstance(value, Sequence) and not isinstance(value, str):
+        value = tuple(value)
+        object.__setattr__(self, name, value)
+      ids = value if isinstance(value, tuple) and name == "eos_token_id" else (value,)
+      if value is not None and not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ValueError(f"Qwen2Config.{name} must be None or a token id (eos: or ids) >= 0, got {value!r}")
+
+  @classmethod
+  def from_hf_dict(cls, d: Mapping[str, Any], **overrides) -> Qwen2Config:
+    """The config of a transformers Qwen2 `config.json` dict; `overrides` replace fields (dtype, ...).
+
+    Raises:
+      TypeError: `d` is not a mapping.
+      ValueError: model_type is not "qwen2", a required key is missing, or the checkpoint uses a
+        feature `Qwen2LM` does not implement (the message names the key and value).
+    """
+    if not isinstance(d, Mapping):
+      raise TypeError(f"from_hf_dict needs a config.json dict, got {type(d).__name__}")
+    if d.get("model_type") != MODEL_TYPE:
+      raise ValueError(f"config.json model_type={d.get('model_type')!r} is not supported (only {MODEL_TYPE!r})")
+    _check_supported(d)
+    fields: dict[str, Any] = dict(
+        vocab_size=_required(d, "vocab_size"),
+        hidden_size=_required(d, "hidden_size"),
+        intermediate_size=_required(d, "intermediate_size"),
+        num_hidden_layers=_required(d, "num_hidden_layers"),
+        num_attention_heads=_required(d, "num_attention_heads"),
+        num_key_value_heads=d.get("num_key_value_heads"),
+        head_dim=d.get("head_dim"),
+        rope_theta=float(_rope_theta(d)),
+        rms_norm_eps=float(d.get("rms_norm_eps", _DEFAULT_EPS)),
+        max_position_embeddings=int(d.get("max_position_embeddings", _DEFAULT_MAX_POSITIONS)),
+        tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+        bos_token_id=d.get("bos_token_id"),
+        eos_token_id=d.get("eos_token_id"),
+    )
+    dtype = d.get("dtype", d.get("torch_dtype"))
+    if dtype in COMPUTE_DTYPES:
+      fields["dtype"] = dtype
+    fields.update(overrides)
+    return cls(**fields)
+
+  def to_hf_dict(self) -> dict[str, Any]:
+    """A config.json dict that transformers (4.x and 5.x) loads into an equivalent `Qwen2ForCausalLM`.
+
+    Raises:
+      ValueError: attention_bias=False (transformers' Qwen2 always has q/k/v bias).
+    """
+    if not self.attention_bias:
+      raise ValueError("Qwen2Config.attention_bias=False has no transformers Qwen2 equivalent (q/k/v bias is fixed)")
+    eos = list(self.eos_token_id) if isinstance(self.eos_token_id, tuple) else self.eos_token_id
+    return dict(
+        architectures=[HF_MODEL_CLASS],
+        model_type=MODEL_TYPE,
+        vocab_size=self.vocab_size,
+        hidden_size=self.hidden_size,
+        intermediate_size=self.intermediate_size,
+        num_hidden_layers=self.num_hidden_layers,
+        num_attention_heads=self.num_attention_heads,
+        num_key_value_heads=self.num_key_value_heads,
+        head_dim=self.head_dim,
+        hidden_act="silu",
+        rms_norm_eps=self.rms_norm_eps,
+        max_position_embeddings=self.max_position_embeddings,
+        tie_word_embeddings=self.tie_word_embeddings,
+        # transformers 5 reads rope_parameters, 4.x reads rope_theta.
+        rope_theta=self.rope_theta,
+        rope_parameters={"rope_theta": self.rope_theta, "rope_type": "default"},
+        rope_scaling=None,
+        use_sliding_window=False,
+        sliding_window=None,
+        attention_dropout=0.0,
+        bos_token_id=self.bos_token_id,
+        eos_token_id=eos,
+        dtype=self.dtype,
+        torch_dtype=self.dtype,
+    )
+
+
+def _check_positive_int(name: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f"Qwen2Config.{name} must be a positive int, got {value!r}")
+
+
+def _required(d: Mapping[str, Any], key: str) -> int:
+  if d.get(key) is None:
+    raise ValueError(f"config.json of model_type={MODEL_TYPE!r} lacks {key!r}")
+  value = d[key]
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise ValueError(f"config.json {key!r} must be an int, got {value!r}")
+  return value
+
+
+def _rope_theta(d: Mapping[str, Any]) -> float:
+  params = d.get("rope_parameters") or {}
+  return params.get("rope_theta", d.get("rope_theta", _DEFAULT_THETA))
+
+
+def _check_supported(d: Mapping[str, Any]) -> None:
+  """Raises ValueError naming the first config.json key that Qwen2LM would not compute as transformers does."""
+  act = d.get("hidden_act", "silu")
+  if act != "silu":
+    raise ValueError(f"config.json hidden_act={act!r} is not supported (only 'silu')")
+  for key in ("rope_scaling", "rope_parameters"):
+    rope = d.get(key)
+    if rope is None:
+      continue
+    if not isinstance(rope, Mapping):
+      raise ValueError(f"config.json {key}={rope!r} is not supported (expected a dict)")
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+      raise ValueError(f"config.json {key} rope_type={rope_type!r} is not supported (only unscaled 'default' RoPE)")
+    extra = sorted(set(rope) - {"rope_type", "type", "rope_theta"})
+    if extra:
+      raise ValueError(f"config.json {key} has unsupported entries {extra}")
+  if d.get("partial_rotary_factor", 1.0) != 1.0:
+    raise ValueError(f"config.json partial_rotary_factor={d['partial_rotary_factor']!r} is not supported (only 1.0)")
+  if d.get("use_sliding_window", False):
+    raise ValueError(
+        f"config.json use_sliding_window=true (sliding_window={d.get('sliding_window')!r}) is not supported "
+        "(sliding-window attention)"
+    )
+  layer_types = d.get("layer_types")
+  if layer_types and any(t != "full_attention" for t in layer_types):
+    raise ValueError(f"config.json layer_types={layer_types!r} is not supported (only 'full_attention')")

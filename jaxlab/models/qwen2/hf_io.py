@@ -1,0 +1,279 @@
+"""transformers `Qwen2ForCausalLM` checkpoints <-> `Qwen2LM` params: `load_pretrained` and `save_pretrained`.
+
+Tensor names (torch Linear weights are [out, in]; kernels are their transpose):
+
+  model.embed_tokens.weight [V, D]                        -> embed/embedding
+  model.layers.{i}.input_layernorm.weight                 -> layers_{i}/input_norm/scale
+  model.layers.{i}.self_attn.{q,k,v}_proj.{weight,bias}   -> layers_{i}/attention/{q,k,v}/{kernel,bias}
+  model.layers.{i}.self_attn.o_proj.weight                -> layers_{i}/attention/o/kernel
+  model.layers.{i}.post_attention_layernorm.weight        -> layers_{i}/post_attention_norm/scale
+  model.layers.{i}.mlp.{gate,up,down}_proj.weight         -> layers_{i}/mlp/{gate,up,down}/kernel
+  model.norm.weight                                       -> final_norm/scale
+  lm_head.weight [V, D]                                   -> lm_head/kernel (absent, or ignored, when tied)
+
+Reading and writing safetensors (single file or sharded index), the per-tensor transposes and the
+atomic directory replacement are those of `jaxlab.moe.models`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxlab.models.qwen2.config import Qwen2Config
+from jaxlab.models.qwen2.model import Qwen2LM
+from jaxlab.moe.models import safetensors_io
+from jaxlab.moe.models.config import COMPUTE_DTYPES
+from jaxlab.moe.models.hf_io import _replace_dir
+from jaxlab.moe.models.hf_mapping import Rule, from_param, to_param
+from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
+
+CONFIG_NAME = "config.json"
+# Marks files written by `save_pretrained`, so a later export may replace them without overwrite=True.
+EXPORT_MARKER = ("jaxlab_export", "Qwen2LM")
+_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+# Tensors transformers itself skips when loading.
+_IGNORED = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
+
+
+def hf_rules(config: Qwen2Config) -> list[Rule]:
+  """Every `Qwen2LM` parameter's rule: its path, the checkpoint tensor it comes from, that tensor's shape."""
+  c = config
+  d, v, hd = c.hidden_size, c.vocab_size, c.head_dim
+  widths = {"q": c.num_attention_heads * hd, "k": c.num_key_value_heads * hd, "v": c.num_key_value_heads * hd}
+  out = [Rule(("embed", "embedding"), ("model.embed_tokens.weight",), ((v, d),), "copy")]
+  for i in range(c.num_hidden_layers):
+    p, lp = f"model.layers.{i}", (f"layers_{i}",)
+    out.append(Rule(lp + ("input_norm", "scale"), (f"{p}.input_layernorm.weight",), ((d,),), "copy"))
+    for proj, width in widths.items():
+      name = f"{p}.self_attn.{proj}_proj"
+      out.append(Rule(lp + ("attention", proj, "kernel"), (f"{name}.weight",), ((width, d),), "linear"))
+      if c.attention_bias:
+        out.append(Rule(lp + ("attention", proj, "bias"), (f"{name}.bias",), ((width,),), "copy"))
+    out.append(Rule(lp + ("attention", "o", "kernel"), (f"{p}.self_attn.o_proj.weight",), ((d, widths["q"]),),
+                    "linear"))
+    out.append(Rule(lp + ("post_attention_norm", "scale"), (f"{p}.post_attention_layernorm.weight",), ((d,),),
+                    "copy"))
+    f = c.intermediate_size
+    for proj, shape in (("gate", (f, d)), ("up", (f, d)), ("down", (d, f))):
+      out.append(Rule(lp + ("mlp", proj, "kernel"), (f"{p}.mlp.{proj}_proj.weight",), (shape,), "linear"))
+  out.append(Rule(("final_norm", "scale"), ("model.norm.weight",), ((d,),), "copy"))
+  if not c.tie_word_embeddings:
+    out.append(Rule(("lm_head", "kernel"), ("lm_head.weight",), ((v, d),), "linear"))
+  return out
+
+
+def _is_ignored(config: Qwen2Config, name: str) -> bool:
+  return bool(_IGNORED.search(name)) or (config.tie_word_embeddings and name == "lm_head.weight")
+
+
+def _dtype_name(dtype, config_dtype: str | None) -> str:
+  if dtype is None:
+    return config_dtype if config_dtype in COMPUTE_DTYPES else "float32"
+  try:
+    name = jnp.dtype(dtype).name
+  except TypeError:
+    name = None
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"dtype must be one of {COMPUTE_DTYPES} (or None), got {dtype!r}")
+  return name
+
+
+def _check_checkpoint(config: Qwen2Config, checkpoint: safetensors_io.Checkpoint, where: str) -> list[Rule]:
+  """The rules to load; raises listing every missing / unexpected tensor, or every bad shape or dtype."""
+  plan = hf_rules(config)
+  present = set(checkpoint.names)
+  expected = {rule.names[0] for rule in plan}
+  missing = [rule.names[0] for rule in plan if rule.names[0] not in present]
+  unexpected = sorted(n for n in present if n not in expected and not _is_ignored(config, n))
+  if missing or unexpected:
+    raise ValueError(
+        f"{where} does not match the Qwen2 config: {len(missing)} missing tensor(s): {missing}; "
+        f"{len(unexpected)} unexpected tensor(s): {unexpected}"
+    )
+  problems = []
+  for rule in plan:
+    name, shape = rule.names[0], rule.shapes[0]
+    got, dtype = checkpoint.shape(name), checkpoint.dtype_name(name)
+    if got != shape:
+      problems.append(f"{name}: shape {list(got)}, expected {list(shape)}")
+    elif dtype not in _FLOAT_DTYPES:
+      problems.append(f"{name}: dtype {dtype}, expected a float dtype")
+  if problems:
+    raise ValueError(f"{where} does not match the config ({len(problems)} tensor(s)): " + "; ".join(problems))
+  return plan
+
+
+def _abstract_params(config: Qwen2Config):
+  """The boxed param tree's shapes (no allocation)."""
+  return jax.eval_shape(Qwen2LM(config).init, jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+  for key in path[:-1]:
+    tree = tree.setdefault(key, {})
+  tree[path[-1]] = value
+
+
+def _get(tree, path: tuple[str, ...]):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[Qwen2Config, dict[str, Any]]:
+  """Reads a transformers Qwen2 / Qwen2.5 checkpoint directory into `Qwen2LM` params.
+
+  Args:
+    directory: holds config.json and model.safetensors, or model.safetensors.index.json + shards.
+    mesh: place every parameter sharded by its logical axes over this mesh (each device receives
+      only its slice); None: the default device.
+    rules: logical axis rules for `mesh`; default `logical_rules` of all presets.
+    dtype: parameter and compute dtype ("float32", "bfloat16", "float16"); None: config.json's
+      `dtype` / `torch_dtype` when it is one of those, else float32.
+
+  Returns:
+    (config with `dtype` set, nested dict of params in `Qwen2LM`'s tree).
+
+  Raises:
+    FileNotFoundError: no config.json or no safetensors checkpoint.
+    ValueError: unsupported config (the key named), missing or unexpected tensors (all listed), a
+      shape that does not match the config (tensor named), a bad dtype, or rules without a mesh.
+  """
+  directory = os.fspath(directory)
+  config_path = os.path.join(directory, CONFIG_NAME)
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
+  if rules is not None and mesh is None:
+    raise ValueError("rules= needs mesh=")
+  with open(config_path) as f:
+    hf_config = json.load(f)
+  name = _dtype_name(dtype, hf_config.get("dtype", hf_config.get("torch_dtype")))
+  config = Qwen2Config.from_hf_dict(hf_config, dtype=name)
+  checkpoint = safetensors_io.Checkpoint(directory)
+  plan = _check_checkpoint(config, checkpoint, f"checkpoint {directory}")
+  shardings = None
+  if mesh is not None:
+    rules = logical_rules(tuple(PRESETS)) if rules is None else rules
+    shardings = logical_to_shardings(_abstract_params(config), mesh, rules)
+  np_dtype = jnp.dtype(name)
+  params: dict[str, Any] = {}
+  for rule in plan:
+    host = np.ascontiguousarray(to_param(rule, [checkpoint.read(rule.names[0])]), dtype=np_dtype)
+    if shardings is None:
+      value = jnp.asarray(host)
+    else:
+      value = jax.make_array_from_callback(host.shape, _get(shardings, rule.path), lambda index, h=host: h[index])
+    _set(params, rule.path, value)
+  return config, params
+
+
+def _check_params(config: Qwen2Config, params) -> dict[tuple[str, ...], Any]:
+  """Flat {path: array} of `params`, checked against the config's tree (every problem listed)."""
+  if isinstance(params, Mapping) and set(params) == {"params"}:
+    params = params["params"]
+  if not isinstance(params, Mapping):
+    raise TypeError(f"params must be the Qwen2LM param dict, got {type(params).__name__}")
+  flat = traverse_util.flatten_dict(nn.unbox(dict(params)))
+  expected = traverse_util.flatten_dict(nn.unbox(_abstract_params(config)))
+  missing = sorted("/".join(k) for k in expected if k not in flat)
+  unexpected = sorted("/".join(k) for k in flat if k not in expected)
+  if missing or unexpected:
+    raise ValueError(
+        f"params do not match the config: {len(missing)} missing: {missing}; {len(unexpected)} unexpected: {unexpected}"
+    )
+  wrong = [f"{'/'.join(k)}: shape {tuple(np.shape(v))}, expected {expected[k].shape}"
+           for k, v in flat.items() if tuple(np.shape(v)) != expected[k].shape]
+  if wrong:
+    raise ValueError(f"params do not match the config: {wrong}")
+  return flat
+
+
+def is_export(directory) -> bool:
+  """`directory` holds a checkpoint written by `save_pretrained`."""
+  key, value = EXPORT_MARKER
+  try:
+    return safetensors_io.Checkpoint(directory).metadata.get(key) == value
+  except (OSError, ValueError):
+    return False
+
+
+def save_pretrained(params, config: Qwen2Config, directory, *, overwrite: bool = False,
+                    max_shard_bytes: int = 5 * 10**9) -> None:
+  """Writes config.json and safetensors that transformers loads as `Qwen2ForCausalLM`.
+
+  Args:
+    params: `Qwen2LM` params (or {"params": params}).
+    config: the model's config.
+    directory: target. It is written to a temporary sibling that then replaces it; an existing
+      non-empty directory is replaced only if an earlier `save_pretrained` wrote it, or with
+      `overwrite=True`.
+    overwrite: replace a non-empty directory that is not such an export.
+    max_shard_bytes: above this size tensors are split into shards with an index (whole tensors
+      per shard), as transformers does.
+
+  Raises:
+    TypeError: `config` is not a Qwen2Config, or params are not a dict.
+    ValueError: params do not match the config (all problems listed), the config has no
+      transformers equivalent, or `directory` is a file or a foreign non-empty directory.
+  """
+  if not isinstance(config, Qwen2Config):
+    raise TypeError(f"config must be a Qwen2Config, got {type(config).__name__}")
+  if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
+    raise ValueError(f"max_shard_bytes must be a positive int, got {max_shard_bytes!r}")
+  hf_config = config.to_hf_dict()
+  directory = os.path.abspath(os.fspath(directory))
+  if os.path.exists(directory):
+    if not os.path.isdir(directory):
+      raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
+    if os.listdir(directory) and not overwrite and not is_export(directory):
+      raise ValueError(
+          f"save_pretrained: {directory} is a non-empty directory that is not a jaxlab Qwen2 export; pass "
+          "overwrite=True to replace it"
+      )
+  flat = _check_params(config, params)
+  plan = hf_rules(config)
+  dtypes = {np.dtype(flat[rule.path].dtype).name for rule in plan}
+  dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
+  sizes = [(rule.path, int(np.prod(flat[rule.path].shape)) * np.dtype(flat[rule.path].dtype).itemsize)
+           for rule in plan]
+  shards = safetensors_io.shard_names(sizes, max_shard_bytes)
+  rule_of = {rule.path: rule for rule in plan}
+
+  parent = os.path.dirname(directory)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+  try:
+    with open(os.path.join(tmp, CONFIG_NAME), "w") as f:
+      json.dump(dict(hf_config, dtype=dtype, torch_dtype=dtype), f, indent=2, sort_keys=True)
+    metadata = {"format": "pt", EXPORT_MARKER[0]: EXPORT_MARKER[1]}
+    weight_map, total = {}, 0
+    for index, shard in enumerate(shards):
+      file_name = (safetensors_io.SINGLE_NAME if len(shards) == 1
+                   else f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors")
+      tensors = {}
+      for param_path in shard:
+        rule = rule_of[param_path]
+        tensors.update(zip(rule.names, from_param(rule, np.asarray(jax.device_get(flat[param_path])))))
+      safetensors_io.write_file(os.path.join(tmp, file_name), tensors, metadata)
+      total += sum(t.nbytes for t in tensors.values())
+      weight_map.update({name: file_name for name in tensors})
+    if len(shards) > 1:
+      index_json = {"metadata": {"total_size": total, EXPORT_MARKER[0]: EXPORT_MARKER[1]}, "weight_map": weight_map}
+      with open(os.path.join(tmp, safetensors_io.INDEX_NAME), "w") as f:
+        json.dump(index_json, f, indent=2, sort_keys=True)
+    _replace_dir(tmp, directory)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
