@@ -21,6 +21,7 @@ def _params(seed=0):
   return _init(jax.random.key(seed))
 
 
+@pytest.mark.slow  # Compile-heavy; the default tier covers the same code more cheaply.
 def test_round_trip_keeps_config_and_outputs(tmp_path):
   # Perturb the zero-initialised output layers so the comparison is not trivially 0 == 0.
   rng = np.random.default_rng(5)

@@ -42,6 +42,7 @@ def test_zero_strengths_reduce_a_stage_to_plain_euler_sampling():
   np.testing.assert_allclose(np.asarray(x0_steps), np.asarray(want_x0), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # Compile-heavy; the default tier covers the same code more cheaply.
 def test_zero_strength_cascade_equals_euler_from_the_aligned_initial_latent():
   velocity = gaussian_velocity(0.0, 1.0)
   settings = dataclasses.replace(SMALL, stage_steps=(6,), alpha=(0.0,), beta=(0.0,))
@@ -75,6 +76,7 @@ def test_cascade_keeps_the_base_layout_better_than_direct_sampling():
   assert 0.5 < float(np.std(np.asarray(result.samples[1]))) < 1.5
 
 
+@pytest.mark.slow  # Compile-heavy; the default tier covers the same code more cheaply.
 def test_stage_bookkeeping():
   result = hiflow_sample(gaussian_velocity(0.0, 1.0), jax.random.key(0), (1, 4, 4, 1), settings=SMALL)
   assert result.first_steps == (0, 6, 8)
@@ -83,6 +85,7 @@ def test_stage_bookkeeping():
   np.testing.assert_allclose(stage_weights(1.0, 4), [1.0, 0.75, 0.5, 0.25])
 
 
+@pytest.mark.slow  # Compile-heavy; the default tier covers the same code more cheaply.
 def test_one_velocity_function_per_stage_is_used_at_its_stage():
   calls = []
 

@@ -97,6 +97,7 @@ def test_loss_matches_hand_computed_mse_and_draws_standard_noise():
   assert loss.shape == () and loss.dtype == jnp.float32
 
 
+@pytest.mark.slow  # Compile-heavy; the default tier covers the same code more cheaply.
 def test_loss_is_zero_for_the_exact_velocity():
   x0 = _normal(7, (8, 4, 4, 2))
 
@@ -117,6 +118,7 @@ def test_loss_is_zero_for_the_exact_velocity():
   assert float(loss_wrong) == pytest.approx(0.01, rel=1e-3)
 
 
+@pytest.mark.slow  # Compile-heavy; the default tier covers the same code more cheaply.
 def test_loss_jits_and_differentiates():
   x0 = _normal(8, (4, 2, 2, 1))
 

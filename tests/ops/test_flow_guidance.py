@@ -144,9 +144,9 @@ def test_traced_and_array_scalars_match_python_floats():
         ("fft", (2, 5, 7, 3), 64, False),  # 210 elements: four blocks and a masked tail.
         ("fft", (2, 5, 7, 3), 64, True),
         ("fft", (1, 4, 4, 16), None, True),
-        ("dwt", (2, 4, 6, 3), 16, False),  # C = 3 padded to 4; tiles of [1, 4, 4], three columns used.
+        pytest.param("dwt", (2, 4, 6, 3), 16, False, marks=pytest.mark.slow),  # C = 3 padded to 4; [1, 4, 4] tiles.
         ("dwt", (2, 4, 6, 3), 16, True),
-        ("dwt", (1, 6, 10, 16), 64, True),  # W/2 = 5: a partial column tile; three rows of blocks.
+        pytest.param("dwt", (1, 6, 10, 16), 64, True, marks=pytest.mark.slow),  # W/2 = 5: a partial column tile.
     ],
 )
 def test_pallas_matches_xla(lowpass, shape, block_size, accelerate):
