@@ -1,0 +1,249 @@
+"""transformers InternVL checkpoints <-> `InternVLModel` params: `load_pretrained` and `save_pretrained`.
+
+Two tensor-name layouts exist; both load, and `save_pretrained` writes the first (the one
+transformers 5 `save_pretrained` and the hub "-hf" repos use; transformers renames it on load):
+
+  file layout:          vision_tower.*  multi_modal_projector.*  language_model.model.*  language_model.lm_head.weight
+  module (state_dict):  model.vision_tower.*  model.multi_modal_projector.*  model.language_model.*  lm_head.weight
+
+Vision tower and projector tensors map as `jaxlab.vlm.vision_hf`; language-model tensors as
+`jaxlab.models.qwen2.hf_io.hf_rules` with its "model." prefix replaced by the layout's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxlab.models.qwen2.hf_io import _dtype_name, hf_rules
+from jaxlab.moe.models import safetensors_io
+from jaxlab.moe.models.hf_io import _replace_dir
+from jaxlab.moe.models.hf_mapping import from_param, to_param
+from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
+from jaxlab.vlm import vision_hf
+from jaxlab.vlm.config import InternVLConfig
+from jaxlab.vlm.model import init_variables
+
+CONFIG_NAME = "config.json"
+# Marks files written by `save_pretrained`, so a later export may replace them without overwrite=True.
+EXPORT_MARKER = ("jaxlab_export", "InternVLModel")
+_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+# Tensors transformers itself skips when loading.
+_IGNORED = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
+
+
+class Layout(NamedTuple):
+  """Where each part's tensors live: vision prefix, language-model prefix (replaces "model."), lm_head name."""
+
+  vision_prefix: str
+  lm_prefix: str
+  lm_head: str
+
+
+FILE_LAYOUT = Layout("", "language_model.model.", "language_model.lm_head.weight")
+MODULE_LAYOUT = Layout("model.", "model.language_model.", "lm_head.weight")
+
+
+def detect_layout(names) -> Layout:
+  """MODULE_LAYOUT when any name starts with "model." (transformers' module names), else FILE_LAYOUT."""
+  return MODULE_LAYOUT if any(n.startswith("model.") for n in names) else FILE_LAYOUT
+
+
+def _lm_name(qwen2_name: str, layout: Layout) -> str:
+  if qwen2_name == "lm_head.weight":
+    return layout.lm_head
+  return layout.lm_prefix + qwen2_name[len("model."):]
+
+
+def lm_rules(config: InternVLConfig, layout: Layout) -> list[tuple[str, Any]]:
+  """(checkpoint name, Qwen2 rule) of every language-model tensor in `layout`."""
+  return [(_lm_name(rule.names[0], layout), rule) for rule in hf_rules(config.text)]
+
+
+def _abstract_params(config: InternVLConfig):
+  """The boxed param tree's shapes (no allocation)."""
+  return jax.eval_shape(lambda key: init_variables(config, key), jax.random.key(0))["params"]
+
+
+def _check_checkpoint(config: InternVLConfig, checkpoint: safetensors_io.Checkpoint, layout: Layout, where: str):
+  """The language-model plan; raises listing every missing / unexpected tensor, or every bad LM shape or dtype."""
+  present = set(checkpoint.names)
+  lm_plan = lm_rules(config, layout)
+  vision_names = [r.hf_name for r in vision_hf.rules(config.vision, config.projector, layout.vision_prefix)]
+  expected = [name for name, _ in lm_plan] + vision_names
+  expected_set = set(expected)
+  ignored = lambda n: bool(_IGNORED.search(n)) or (config.text.tie_word_embeddings and n == layout.lm_head)
+  missing = [n for n in expected if n not in present]
+  unexpected = sorted(n for n in present if n not in expected_set and not ignored(n))
+  if missing or unexpected:
+    raise ValueError(f"{where} does not match the InternVL config: {len(missing)} missing tensor(s): {missing}; "
+                     f"{len(unexpected)} unexpected tensor(s): {unexpected}")
+  problems = []
+  for name, rule in lm_plan:
+    got, dtype = checkpoint.shape(name), checkpoint.dtype_name(name)
+    if got != rule.shapes[0]:
+      problems.append(f"{name}: shape {list(got)}, expected {list(rule.shapes[0])}")
+    elif dtype not in _FLOAT_DTYPES:
+      problems.append(f"{name}: dtype {dtype}, expected a float dtype")
+  if problems:
+    raise ValueError(f"{where} does not match the config ({len(problems)} tensor(s)): " + "; ".join(problems))
+  return lm_plan, vision_names
+
+
+def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[InternVLConfig, dict[str, Any]]:
+  """Reads a transformers InternVL checkpoint directory into `InternVLModel` params.
+
+  Args:
+    directory: holds config.json and model.safetensors, or model.safetensors.index.json + shards, in
+      either tensor-name layout (see the module docstring).
+    mesh: place every parameter sharded by its logical axes over this mesh; None: the default device.
+    rules: logical axis rules for `mesh`; default `logical_rules` of all presets.
+    dtype: parameter and compute dtype ("float32", "bfloat16", "float16"); None: config.json's
+      `dtype` / `torch_dtype` when it is one of those, else float32.
+
+  Returns:
+    (config with text.dtype set, {"vision_tower": ..., "projector": ..., "language_model": ...}).
+
+  Raises:
+    FileNotFoundError: no config.json or no safetensors checkpoint.
+    ValueError: unsupported config (the key named), missing or unexpected tensors (all listed), shapes
+      that do not match the config (tensors named), a bad dtype, or rules without a mesh.
+  """
+  directory = os.fspath(directory)
+  config_path = os.path.join(directory, CONFIG_NAME)
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
+  if rules is not None and mesh is None:
+    raise ValueError("rules= needs mesh=")
+  with open(config_path) as f:
+    hf_config = json.load(f)
+  name = _dtype_name(dtype, hf_config.get("dtype", hf_config.get("torch_dtype")))
+  config = InternVLConfig.from_hf_dict(hf_config, dtype=name)
+  checkpoint = safetensors_io.Checkpoint(directory)
+  layout = detect_layout(checkpoint.names)
+  lm_plan, vision_names = _check_checkpoint(config, checkpoint, layout, f"checkpoint {directory}")
+  np_dtype = jnp.dtype(name)
+
+  vision = vision_hf.params_from_hf({n: checkpoint.read(n) for n in vision_names}, config.vision, config.projector,
+                                    prefix=layout.vision_prefix, dtype=np_dtype)
+  flat = {path: np.asarray(v) for path, v in traverse_util.flatten_dict(vision).items()}
+  for hf_name, rule in lm_plan:
+    flat[("language_model",) + rule.path] = np.ascontiguousarray(to_param(rule, [checkpoint.read(hf_name)]),
+                                                                 dtype=np_dtype)
+  shardings = None
+  if mesh is not None:
+    rules = logical_rules(tuple(PRESETS)) if rules is None else rules
+    shardings = traverse_util.flatten_dict(logical_to_shardings(_abstract_params(config), mesh, rules))
+  params = {}
+  for path, host in flat.items():
+    if shardings is None:
+      params[path] = jnp.asarray(host)
+    else:
+      params[path] = jax.make_array_from_callback(host.shape, shardings[path], lambda index, h=host: h[index])
+  return config, traverse_util.unflatten_dict(params)
+
+
+def _check_params(config: InternVLConfig, params) -> dict[tuple[str, ...], Any]:
+  """Flat {path: array} of `params`, checked against the config's tree (every problem listed)."""
+  if isinstance(params, Mapping) and set(params) == {"params"}:
+    params = params["params"]
+  if not isinstance(params, Mapping):
+    raise TypeError(f"params must be the InternVLModel param dict, got {type(params).__name__}")
+  flat = traverse_util.flatten_dict(nn.unbox(dict(params)))
+  expected = traverse_util.flatten_dict(nn.unbox(_abstract_params(config)))
+  missing = sorted("/".join(k) for k in expected if k not in flat)
+  unexpected = sorted("/".join(k) for k in flat if k not in expected)
+  if missing or unexpected:
+    raise ValueError(f"params do not match the config: {len(missing)} missing: {missing}; "
+                     f"{len(unexpected)} unexpected: {unexpected}")
+  wrong = [f"{'/'.join(k)}: shape {tuple(np.shape(v))}, expected {expected[k].shape}"
+           for k, v in flat.items() if tuple(np.shape(v)) != expected[k].shape]
+  if wrong:
+    raise ValueError(f"params do not match the config: {wrong}")
+  return flat
+
+
+def is_export(directory) -> bool:
+  """`directory` holds a checkpoint written by `save_pretrained`."""
+  key, value = EXPORT_MARKER
+  try:
+    return safetensors_io.Checkpoint(directory).metadata.get(key) == value
+  except (OSError, ValueError):
+    return False
+
+
+def save_pretrained(params, config: InternVLConfig, directory, *, overwrite: bool = False,
+                    max_shard_bytes: int = 5 * 10**9) -> None:
+  """Writes config.json and safetensors that transformers loads as `InternVLForConditionalGeneration`.
+
+  Args:
+    params: `InternVLModel` params (or {"params": params}).
+    config: the model's config.
+    directory: target, written to a temporary sibling that then replaces it; an existing non-empty
+      directory is replaced only if an earlier `save_pretrained` wrote it, or with `overwrite=True`.
+    overwrite: replace a non-empty directory that is not such an export.
+    max_shard_bytes: above this size tensors are split into shards with an index.
+
+  Raises:
+    TypeError: `config` is not an InternVLConfig, or params are not a dict.
+    ValueError: params do not match the config (all problems listed), or `directory` is a file or a
+      foreign non-empty directory.
+  """
+  if not isinstance(config, InternVLConfig):
+    raise TypeError(f"config must be an InternVLConfig, got {type(config).__name__}")
+  if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
+    raise ValueError(f"max_shard_bytes must be a positive int, got {max_shard_bytes!r}")
+  hf_config = config.to_hf_dict()
+  directory = os.path.abspath(os.fspath(directory))
+  if os.path.exists(directory):
+    if not os.path.isdir(directory):
+      raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
+    if os.listdir(directory) and not overwrite and not is_export(directory):
+      raise ValueError(f"save_pretrained: {directory} is a non-empty directory that is not a jaxlab InternVL export; "
+                       "pass overwrite=True to replace it")
+  flat = _check_params(config, params)
+  tree = traverse_util.unflatten_dict({k: np.asarray(jax.device_get(v)) for k, v in flat.items()})
+  tensors = vision_hf.params_to_hf({"vision_tower": tree["vision_tower"], "projector": tree["projector"]},
+                                   config.vision, config.projector, prefix=FILE_LAYOUT.vision_prefix)
+  for hf_name, rule in lm_rules(config, FILE_LAYOUT):
+    (value,) = from_param(rule, flat[("language_model",) + rule.path])
+    tensors[hf_name] = np.ascontiguousarray(np.asarray(jax.device_get(value)))
+  dtypes = {t.dtype.name for t in tensors.values()}
+  dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
+  hf_config.update(dtype=dtype, torch_dtype=dtype)
+  hf_config["text_config"].update(dtype=dtype, torch_dtype=dtype)
+  shards = safetensors_io.shard_names([(n, t.nbytes) for n, t in tensors.items()], max_shard_bytes)
+
+  parent = os.path.dirname(directory)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+  try:
+    with open(os.path.join(tmp, CONFIG_NAME), "w") as f:
+      json.dump(hf_config, f, indent=2, sort_keys=True)
+    metadata = {"format": "pt", EXPORT_MARKER[0]: EXPORT_MARKER[1]}
+    weight_map = {}
+    for index, shard in enumerate(shards):
+      file_name = (safetensors_io.SINGLE_NAME if len(shards) == 1
+                   else f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors")
+      safetensors_io.write_file(os.path.join(tmp, file_name), {n: tensors[n] for n in shard}, metadata)
+      weight_map.update({n: file_name for n in shard})
+    if len(shards) > 1:
+      total = sum(t.nbytes for t in tensors.values())
+      index_json = {"metadata": {"total_size": total, EXPORT_MARKER[0]: EXPORT_MARKER[1]}, "weight_map": weight_map}
+      with open(os.path.join(tmp, safetensors_io.INDEX_NAME), "w") as f:
+        json.dump(index_json, f, indent=2, sort_keys=True)
+    _replace_dir(tmp, directory)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
