@@ -28,6 +28,7 @@ from jaxlab.moe.models.config import COMPUTE_DTYPES, MoELMConfig
 from jaxlab.moe.models.decoder import MoEDecoderLM
 from jaxlab.quant import ExpertWeights
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
+from jaxlab.models.hf_common import check_param_tree, has_export_marker
 
 CONFIG_NAME = "config.json"
 # Marks files written by `save_pretrained`, so a later export may replace them without overwrite=True.
@@ -169,27 +170,13 @@ def _check_params(config: MoELMConfig, params) -> dict[tuple[str, ...], Any]:
         "(dequantize them first, e.g. jaxlab.quant.dequantize_experts)"
     )
   expected = traverse_util.flatten_dict(nn.unbox(_abstract_params(config)))
-  missing = sorted("/".join(k) for k in expected if k not in flat)
-  unexpected = sorted("/".join(k) for k in flat if k not in expected)
-  if missing or unexpected:
-    raise ValueError(
-        f"params do not match the config: {len(missing)} missing: {missing}; "
-        f"{len(unexpected)} unexpected: {unexpected}"
-    )
-  wrong = [f"{'/'.join(k)}: shape {tuple(np.shape(v))}, expected {expected[k].shape}"
-           for k, v in flat.items() if tuple(np.shape(v)) != expected[k].shape]
-  if wrong:
-    raise ValueError(f"params do not match the config: {wrong}")
+  check_param_tree(flat, expected)
   return flat
 
 
 def is_export(path: str) -> bool:
   """`path` holds a checkpoint written by `save_pretrained`."""
-  key, value = EXPORT_MARKER
-  try:
-    return safetensors_io.Checkpoint(path).metadata.get(key) == value
-  except (OSError, ValueError):
-    return False
+  return has_export_marker(path, EXPORT_MARKER)
 
 
 def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = False,
