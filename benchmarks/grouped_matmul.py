@@ -36,6 +36,9 @@ Implementations per (shape, scheme):
   tokamax                      `tokamax.ragged_dot` (Mosaic GPU), bf16 scheme only, when importable;
                                otherwise one row with status "unavailable" and the import error.
 
+`--untimed xla` runs the reference once per (shape, scheme) for the error checks and leaves it
+untimed (its "x xla" column is then empty): at the prefill shapes it takes seconds per call.
+
 Metrics: median ms of 20 single calls after warm-up, each waited on (`common.time_call`): the
 figure the anchors report. Calls under 50 ms are also timed back to back ("b2b ms",
 `common.time_back_to_back`: many calls dispatched, one wait), the device time per call without
@@ -284,8 +287,10 @@ def _comparable(implementation, scheme) -> bool:
   return not any(parse_scheme(s).quantizes_activations for s in expert_schemes(scheme, len(MIXED_SCHEMES)))
 
 
-def _time_shape(shape: Shape, schemes, implementations, unavailable, iters, warmup, max_seconds) -> list[dict]:
-  """Rows for every (scheme, implementation) at one shape; skips those in `unavailable`."""
+def _time_shape(shape: Shape, schemes, implementations, unavailable, iters, warmup, max_seconds,
+                untimed=()) -> list[dict]:
+  """Rows for every (scheme, implementation) at one shape; skips those in `unavailable`; runs those
+  in `untimed` once, for the error checks, without timing them."""
   sizes_g = jnp.asarray(shape.group_sizes(), jnp.int32)
   routed_rows = int(shape.group_sizes().sum())
   flops = 2.0 * routed_rows * shape.k * shape.n
@@ -319,6 +324,9 @@ def _time_shape(shape: Shape, schemes, implementations, unavailable, iters, warm
         else:
           status = "info"
       del out
+      if implementation in untimed:
+        rows.append({**row, "status": status, "err_out": error, "timing": "skipped (--untimed)"})
+        continue
       # One timed warm run sizes the measurement; it and time_call's first call count as warm-up.
       run_start = time.perf_counter()
       jax.block_until_ready(fn(lhs, experts, sizes_g))
@@ -506,6 +514,9 @@ def main(argv=None) -> int:
   parser.add_argument("--cpu-small", action="store_true", help="small shapes even on a GPU (automatic elsewhere)")
   parser.add_argument("--iters", type=int, default=20, help="timed runs per measurement (median reported)")
   parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--untimed", default="",
+                      help="comma-separated implementations run once for the checks but not timed (e.g. xla, "
+                           "whose float32 reference takes seconds per call at the prefill shapes)")
   parser.add_argument("--max-seconds", type=float, default=5.0,
                       help=f"seconds per measurement before its runs are cut (to no fewer than {_MIN_ITERS})")
   parser.add_argument("--cost-table", metavar="OUT.json",
@@ -523,6 +534,7 @@ def main(argv=None) -> int:
   shape_names = _split(args.shapes, SHAPE_NAMES, "shape(s)", parser)
   schemes = _split(args.schemes, SCHEMES, "scheme(s)", parser)
   implementations = _split(args.implementations, IMPLEMENTATIONS, "implementation(s)", parser)
+  untimed = _split(args.untimed, IMPLEMENTATIONS, "implementation(s)", parser) if args.untimed else []
   if args.iters < 1 or args.warmup < 0 or args.max_seconds <= 0:
     parser.error(f"--iters must be >= 1, --warmup >= 0 and --max-seconds > 0, got {args.iters}, {args.warmup} "
                  f"and {args.max_seconds}")
@@ -562,7 +574,7 @@ def main(argv=None) -> int:
                     "reason": reason})
   for shape in shapes:
     timings.extend(_time_shape(shape, schemes, implementations, unavailable, args.iters, args.warmup,
-                               args.max_seconds))
+                               args.max_seconds, untimed))
   total_s = time.perf_counter() - start
 
   print(f"\nTimings (median of {args.iters} runs, or of `iters` where cut by --max-seconds, after "

@@ -3,6 +3,7 @@ group_m) serves a shape and scheme best, and how much of a call is the XLA-side 
 
   python benchmarks/grouped_matmul_tiles.py --out /tmp/gmm_tiles.json        # on a GPU
   python benchmarks/grouped_matmul_tiles.py --cases decode_w4a16 --iters 5   # one case
+  python benchmarks/grouped_matmul_tiles.py --cpu-small --iters 1             # plumbing, interpreted
 
 Cases use the DeepSeek-V2-Lite expert shape (G=64, K=2048, N=2816; bench/anchors.md): decode
 (384 rows, 6 per expert) and prefill (49,152 Zipf-routed rows). For each case it times, in the
@@ -17,6 +18,13 @@ the wall time, and the speedup over ragged_dot measured the same way. The fastes
 case (by wall time) is marked; the results feed `GroupedMatmulConfig.heuristic`. A candidate
 Triton rejects is recorded with its error; every candidate's output is checked against the
 heuristic config's before it is timed.
+
+Candidates also choose how weight-only tiles run (`GroupedMatmulConfig`): "bc" unpacks codes by
+OR-ing them into a float's mantissa instead of converting them, "wf" makes the unpacked weights
+the dot's first operand (out^T = W^T a^T).
+
+`--cpu-small` runs every case at a small shape (G=8, K=256, N=256, a tenth of the rows) in the
+Pallas interpreter: a check of the script and of every candidate's numbers, not a timing.
 """
 
 from __future__ import annotations
@@ -38,37 +46,43 @@ from jaxlab.ops.grouped_matmul import schedule as schedule_lib
 from jaxlab.quant import rtn
 
 G, K, N = 64, 2048, 2816
+_SMALL_G, _SMALL_K, _SMALL_N = 8, 256, 256
 
-# Candidate configs: (block_m, block_n, block_k, warps, stages, group_m).
-_DECODE_W4 = ((16, 128, 128, 4, 4, 8), (16, 64, 128, 4, 4, 8), (16, 256, 128, 4, 3, 8), (16, 128, 128, 4, 2, 8),
-              (16, 128, 128, 8, 3, 8), (16, 64, 128, 2, 4, 8), (16, 32, 128, 2, 4, 8), (16, 64, 128, 4, 6, 8))
-_DECODE_BF16 = ((16, 128, 128, 4, 4, 8), (16, 64, 128, 4, 4, 8), (16, 128, 64, 4, 3, 8), (16, 64, 256, 4, 3, 8),
-                (16, 128, 128, 4, 2, 8), (16, 32, 128, 2, 4, 8), (16, 64, 64, 2, 6, 8))
-_PREFILL_BF16 = ((128, 128, 64, 8, 3, 1000), (128, 128, 64, 8, 3, 8), (128, 128, 64, 8, 3, 1),
-                 (128, 256, 64, 8, 3, 8), (256, 128, 64, 8, 3, 8), (128, 128, 64, 4, 4, 8),
-                 (128, 256, 64, 8, 4, 8), (128, 128, 32, 4, 4, 8), (64, 256, 64, 4, 4, 8))
-_PREFILL_W4 = ((128, 128, 128, 8, 3, 1000), (128, 128, 128, 8, 3, 8), (64, 128, 128, 4, 3, 8),
-               (128, 64, 128, 4, 3, 8), (128, 256, 128, 8, 2, 8))
+# Candidate configs: (block_m, block_n, block_k, warps, stages, group_m, bitcast_unpack, weights_first).
+_DECODE_W4 = ((16, 256, 128, 4, 3, 8, False, False), (16, 256, 128, 4, 3, 8, True, False),
+              (16, 256, 128, 4, 3, 8, True, True), (16, 128, 128, 4, 3, 8, True, True),
+              (16, 128, 128, 4, 4, 8, True, False), (16, 256, 128, 8, 3, 8, True, True),
+              (16, 64, 128, 4, 4, 8, True, True), (16, 256, 128, 4, 4, 8, True, True),
+              (16, 512, 128, 8, 3, 8, True, True), (16, 128, 128, 2, 4, 8, True, True))
+_DECODE_MIXED = ((16, 128, 128, 4, 4, 8, False, False), (16, 128, 128, 4, 4, 8, True, True),
+                 (16, 256, 128, 4, 3, 8, True, True))
+_DECODE_BF16 = ((16, 128, 128, 4, 4, 8, True, False), (16, 64, 128, 4, 4, 8, True, False))
+_PREFILL_BF16 = ((128, 256, 64, 8, 4, 8, True, False),)
+_PREFILL_W4 = ((128, 64, 128, 4, 3, 8, False, False), (128, 64, 128, 4, 3, 8, True, False),
+               (128, 64, 128, 4, 3, 8, True, True), (128, 128, 128, 8, 3, 8, True, True),
+               (64, 128, 128, 4, 3, 8, True, True), (128, 128, 128, 8, 3, 8, True, False))
 
 # name -> (scheme, routing, rows, candidates).
 CASES = {
     "decode_w4a16": ("w4a16_g128_asym", "even", 384, _DECODE_W4),
+    "decode_mixed": ("mixed", "even", 384, _DECODE_MIXED),
     "decode_bf16": ("bf16", "even", 384, _DECODE_BF16),
-    "decode_mixed": ("mixed", "even", 384, _DECODE_W4[:4]),
-    "prefill_bf16": ("bf16", "zipf", 49152, _PREFILL_BF16),
     "prefill_w4a16": ("w4a16_g128_asym", "zipf", 49152, _PREFILL_W4),
+    "prefill_bf16": ("bf16", "zipf", 49152, _PREFILL_BF16),
 }
 
 
 def config_of(candidate) -> GroupedMatmulConfig:
   """One config for every scheme of a launch (quantized schemes keep their 128-row K block)."""
-  bm, bn, bk, warps, stages, group_m = candidate
-  return GroupedMatmulConfig(default_tile=TileShape(bm, bn, bk), num_warps=warps, num_stages=stages, group_m=group_m)
+  bm, bn, bk, warps, stages, group_m, bitcast_unpack, weights_first = candidate
+  return GroupedMatmulConfig(default_tile=TileShape(bm, bn, bk), num_warps=warps, num_stages=stages, group_m=group_m,
+                             bitcast_unpack=bitcast_unpack, weights_first=weights_first)
 
 
 def _name(candidate) -> str:
-  bm, bn, bk, warps, stages, group_m = candidate
-  return f"{bm}x{bn}x{bk} w{warps} s{stages} gm{group_m}"
+  bm, bn, bk, warps, stages, group_m, bitcast_unpack, weights_first = candidate
+  flags = "".join(f" {flag}" for flag, on in (("bc", bitcast_unpack), ("wf", weights_first)) if on)
+  return f"{bm}x{bn}x{bk} w{warps} s{stages} gm{group_m}{flags}"
 
 
 def _timed_row(fn, args, flops, weight_bytes, iters) -> dict:
@@ -79,21 +93,32 @@ def _timed_row(fn, args, flops, weight_bytes, iters) -> dict:
   return {**row, "tflop_per_s": flops / ms / 1e9, "weight_gb_per_s": weight_bytes / ms / 1e6}
 
 
-def sweep_case(name: str, iters: int) -> list[dict]:
+def dispatch_floor(iters: int) -> dict:
+  """Wall and back-to-back time of a jitted `x + 1` on 16 floats: what any call costs here."""
+  fn = jax.jit(lambda x: x + 1)
+  x = jnp.zeros((16,), jnp.float32)
+  return {"case": "floor", "config": "jitted x + 1", "status": "ok", **common.time_call(fn, x, iters=iters),
+          **common.time_back_to_back(fn, x, calls=200, repeats=3)}
+
+
+def sweep_case(name: str, iters: int, small: bool = False) -> list[dict]:
   scheme, routing, num_rows, candidates = CASES[name]
-  sizes_np = zipf_group_sizes(num_rows, G) if routing == "zipf" else even_group_sizes(num_rows, G)
+  g, k, n = (_SMALL_G, _SMALL_K, _SMALL_N) if small else (G, K, N)
+  num_rows = num_rows // 10 if small else num_rows
+  interpret = small
+  sizes_np = zipf_group_sizes(num_rows, g) if routing == "zipf" else even_group_sizes(num_rows, g)
   sizes = jnp.asarray(sizes_np, jnp.int32)
-  lhs = jax.random.normal(jax.random.key(1), (num_rows, K), jnp.bfloat16)
-  w = (jax.random.normal(jax.random.key(0), (G, K, N), jnp.float32) / K**0.5).astype(jnp.bfloat16)
-  experts = rtn.quantize_experts(w, expert_schemes(scheme, G))
+  lhs = jax.random.normal(jax.random.key(1), (num_rows, k), jnp.bfloat16)
+  w = (jax.random.normal(jax.random.key(0), (g, k, n), jnp.float32) / k**0.5).astype(jnp.bfloat16)
+  experts = rtn.quantize_experts(w, expert_schemes(scheme, g))
   del w
-  flops = 2.0 * num_rows * K * N
+  flops = 2.0 * num_rows * k * n
   base = {"case": name, "scheme": scheme, "rows": num_rows}
   rows = []
 
   bm, bn = candidates[0][0], candidates[0][1]
-  tiling = schedule_lib.ExpertTiling((0,) * G, tuple(range(G)), (bm,) * G, (bn,) * G)
-  build = jax.jit(lambda s: schedule_lib.build_schedule(s, 0, num_rows, N, tiling))
+  tiling = schedule_lib.ExpertTiling((0,) * g, tuple(range(g)), (bm,) * g, (bn,) * g)
+  build = jax.jit(lambda s: schedule_lib.build_schedule(s, 0, num_rows, n, tiling))
   rows.append({**base, "config": "schedule only", "status": "ok", **common.time_call(build, sizes, iters=iters),
                **common.time_back_to_back(build, sizes, calls=100, repeats=3)})
 
@@ -102,12 +127,12 @@ def sweep_case(name: str, iters: int) -> list[dict]:
               **_timed_row(ragged, (lhs, experts, sizes), flops, experts.num_bytes, iters)}
   rows.append(baseline)
 
-  heuristic = GroupedMatmulConfig.heuristic(experts.schemes, num_rows, G)
+  heuristic = GroupedMatmulConfig.heuristic(experts.schemes, num_rows, g)
   reference = None
   for label, config in [("heuristic", heuristic)] + [(_name(c), config_of(c)) for c in candidates]:
     row = {**base, "config": label}
     fn = jax.jit(lambda l, e, s, config=config: grouped_matmul(l, e, s, implementation="pallas_triton",
-                                                               config=config))
+                                                               config=config, interpret=interpret))
     try:
       out = jax.block_until_ready(fn(lhs, experts, sizes))
     except Exception as e:  # A config Triton rejects is a result too.
@@ -136,6 +161,7 @@ def main(argv=None) -> int:
   parser.add_argument("--out")
   parser.add_argument("--iters", type=int, default=20)
   parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+  parser.add_argument("--cpu-small", action="store_true", help="small shapes in the Pallas interpreter")
   args = parser.parse_args(argv)
   names = [c for c in args.cases.split(",") if c]
   unknown = [c for c in names if c not in CASES]
@@ -143,9 +169,10 @@ def main(argv=None) -> int:
     parser.error(f"unknown case(s) {unknown or args.cases!r}; choose from {', '.join(CASES)}")
   env = common.environment()
   print(f"grouped_matmul tile sweep on {env['device_kind']} ({env['backend']}), jax {env['jax']}")
-  rows = []
+  rows = [dispatch_floor(args.iters)]
+  print(common.format_table(rows, [("config", "config"), ("median_ms", "wall ms"), ("back_to_back_ms", "b2b ms")]))
   for name in names:
-    case_rows = sweep_case(name, args.iters)
+    case_rows = sweep_case(name, args.iters, small=args.cpu_small)
     rows += case_rows
     print(common.format_table(case_rows, [
         ("case", "case"), ("config", "config"), ("status", "status"), ("median_ms", "wall ms"),
@@ -153,8 +180,9 @@ def main(argv=None) -> int:
         ("speedup_vs_ragged_dot", "x rd16"), ("b2b_speedup_vs_ragged_dot", "x rd16 b2b"), ("fastest", "best")]),
         flush=True)
     if args.out:  # Written after every case, so a cut-short run keeps what it measured.
-      common.write_json(args.out, {"benchmark": "grouped_matmul_tiles", "environment": env,
-                                   "shape": {"G": G, "K": K, "N": N}, "rows": rows})
+      shape = dict(zip("GKN", (_SMALL_G, _SMALL_K, _SMALL_N) if args.cpu_small else (G, K, N)))
+      common.write_json(args.out, {"benchmark": "grouped_matmul_tiles", "environment": env, "shape": shape,
+                                   "interpret": args.cpu_small, "rows": rows})
   return 1 if any(r["status"] == "FAIL" for r in rows) else 0
 
 

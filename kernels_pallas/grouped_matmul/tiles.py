@@ -4,10 +4,12 @@ Each body computes out[rows, cols] for rows [row_start, row_start + block_m) cut
 `row_end` (the group's last row) and columns [col_start, col_start + block_n) cut at N,
 reading its expert's weights from a stacked ref at index `slot`. All accumulate in float32.
 
-Quantized weights are never expanded to float tiles: the codes of one 128-row block are
-unpacked to small integers, multiplied exactly (bf16 holds integers up to 256), and the
-block's scale and zero are applied to the [block_m, block_n] partial product:
+Quantized weights are never dequantized element by element: the codes of one 128-row block
+are unpacked to small floats that equal the codes plus a constant (bf16 and f16 hold these
+integers exactly; `codes_as_floats`), multiplied, and the block's scale and zero are applied
+to the [block_m, block_n] partial product:
   a @ (q * s + z)  =  (a @ q) * s  +  rowsum(a) * z        (per 128-row block, per column)
+where a @ q is the product with the shifted codes less the constant times rowsum(a).
 Schemes that quantize activations multiply int8 codes with int8 codes into int32, then
 scale by the row's activation scale and the column's weight scale. 4-bit operands are
 unpacked to int8 first: the tensor cores of Hopper have no int4 instructions, so w4a4 saves
@@ -172,11 +174,14 @@ def code_slices(packed_ref, at: TileAt, geometry: TileGeometry, bits: int, kb) -
     raise ValueError(f"no packed layout for {bits}-bit codes")
 
 
+def _code_offset(scheme: QuantScheme) -> int:
+  """Symmetric codes below 8 bits are stored offset by 2^(b-1): value = code - offset."""
+  return 1 << (scheme.w_bits - 1) if scheme.symmetric and scheme.w_bits < 8 else 0
+
+
 def _signed(codes: jax.Array, scheme: QuantScheme) -> jax.Array:
   """Codes as signed integers: symmetric codes below 8 bits are stored offset by 2^(b-1)."""
-  if scheme.symmetric and scheme.w_bits < 8:
-    return codes - (1 << (scheme.w_bits - 1))
-  return codes
+  return codes - _code_offset(scheme) if _code_offset(scheme) else codes
 
 
 def _load_group_row(ref, at: TileAt, geometry: TileGeometry, group_row) -> jax.Array:
@@ -187,38 +192,107 @@ def _load_group_row(ref, at: TileAt, geometry: TileGeometry, group_row) -> jax.A
   return values.astype(jnp.float32)[None, :]
 
 
+class TileOptions(NamedTuple):
+  """Launch-wide choices of how weight-only tiles run (`GroupedMatmulConfig`)."""
+
+  bitcast_unpack: bool = True
+  weights_first: bool = False
+
+
+# float dtype -> (bit pattern of 2^p, 2^p, p): OR-ing a code c < 2^p into the mantissa of 2^p gives
+# the float 2^p + c exactly, with integer ops and a bitcast instead of a conversion.
+_EXPONENT_BIAS = {jnp.dtype(jnp.bfloat16): (0x4300, 128.0, 7), jnp.dtype(jnp.float16): (0x6400, 1024.0, 10)}
+
+
+def exponent_bias(dtype, bits: int, bitcast: bool, signed: bool = False) -> float:
+  """The constant `codes_as_floats` adds to every code (0 when it converts instead).
+
+  Only unsigned codes (all but 8-bit symmetric ones, stored as int8) can be OR-ed in.
+  """
+  dtype = jnp.dtype(dtype)
+  if bitcast and not signed and dtype in _EXPONENT_BIAS and bits <= _EXPONENT_BIAS[dtype][2]:
+    return _EXPONENT_BIAS[dtype][1]
+  return 0.0
+
+
+def codes_as_floats(codes: jax.Array, dtype, bits: int, bitcast: bool, signed: bool = False) -> jax.Array:
+  """`bits`-bit integer codes as floats equal to codes + exponent_bias(...), exactly.
+
+  With `bitcast` and a 16-bit float whose mantissa holds the codes, each code is OR-ed into the
+  mantissa of a power of two (two integer ops per code); otherwise converted. Integer-to-float
+  conversions run at a quarter of the integer rate on recent GPUs, and decode-sized tiles spend
+  their time unpacking weights.
+  """
+  dtype = jnp.dtype(dtype)
+  if exponent_bias(dtype, bits, bitcast, signed):
+    pattern = _EXPONENT_BIAS[dtype][0]
+    return lax.bitcast_convert_type((codes | pattern).astype(jnp.uint16), dtype)
+  return codes.astype(dtype)
+
+
 def weight_only_tile(lhs_ref, packed_ref, scale_ref, zero_ref, at: TileAt, geometry: TileGeometry,
-                     scheme: QuantScheme) -> jax.Array:
-  """[block_m, block_n] float32 of lhs @ dequantize(W) for wXa16 schemes."""
-  bm = geometry.block_m
+                     scheme: QuantScheme, options: TileOptions = TileOptions()) -> jax.Array:
+  """[block_m, block_n] float32 of lhs @ dequantize(W) for wXa16 schemes.
+
+  The tensor cores multiply unsigned codes shifted by a constant (`codes_as_floats`'s bias plus
+  the symmetric offset); the constant's share, shift * rowsum(a), is taken off per 128-row block
+  before the block's scale applies:
+    a @ ((c - offset) * s + z)  =  (a @ (c + bias) - (bias + offset) * rowsum(a)) * s  +  rowsum(a) * z.
+  With `options.weights_first` the tile computes out^T = W^T @ a^T, so the unpacked weights are the
+  first operand of the dot (on Hopper the first operand may come from registers, the second
+  only from shared memory), and is transposed once at the end.
+  """
+  bm, bn = geometry.block_m, geometry.block_n
   row_mask = _row_mask(at, geometry)[:, None]
   rows = pl.ds(at.row_start, bm)
   per_group = scheme.group_size == PACK_BLOCK
+  first = options.weights_first
+  acc_shape = (bn, bm) if first else (bm, bn)
+
+  def product(a, w):
+    if first:  # [bn, bm] = W^T a^T.
+      precision = lax.Precision.HIGHEST if a.dtype == jnp.float32 else None
+      return lax.dot_general(w, a, (((0,), (1,)), ((), ())), preferred_element_type=jnp.float32, precision=precision)
+    return _dot_f32(a, w)
+
+  def per_column(values_1n):  # A [1, bn] row of scales or zeros, laid out like the accumulator.
+    return values_1n.reshape(bn, 1) if first else values_1n
+
+  def per_row(values_m):  # A [bm] vector of row sums, laid out like the accumulator.
+    return values_m[None, :] if first else values_m[:, None]
+
+  # What the dot's weights exceed the signed codes by; its share is taken off per block.
+  signed = jnp.issubdtype(packed_ref.dtype, jnp.signedinteger)
+  bitcast = options.bitcast_unpack
+  shift = exponent_bias(lhs_ref.dtype, scheme.w_bits, bitcast, signed) + _code_offset(scheme)
+  needs_rowsum = bool(shift) or zero_ref is not None
 
   def step(kb, carry):
     acc, rowsum = carry
-    part = jnp.zeros_like(acc)
+    part = jnp.zeros(acc_shape, jnp.float32)
     block_rowsum = jnp.zeros((bm,), jnp.float32)
-    for first, width, codes in code_slices(packed_ref, at, geometry, scheme.w_bits, kb):
-      a = plgpu.load(lhs_ref.at[rows, pl.ds(kb * PACK_BLOCK + first, width)], mask=row_mask, other=0)
-      part = part + _dot_f32(a, _signed(codes, scheme).astype(a.dtype))
-      if zero_ref is not None:
+    for first_row, width, codes in code_slices(packed_ref, at, geometry, scheme.w_bits, kb):
+      a = plgpu.load(lhs_ref.at[rows, pl.ds(kb * PACK_BLOCK + first_row, width)], mask=row_mask, other=0)
+      part = part + product(a, codes_as_floats(codes, a.dtype, scheme.w_bits, bitcast, signed))
+      if needs_rowsum:
         block_rowsum = block_rowsum + jnp.sum(a.astype(jnp.float32), axis=1)
+    if shift:
+      part = part - shift * per_row(block_rowsum)
     if per_group:
-      acc = acc + part * _load_group_row(scale_ref, at, geometry, kb)
+      acc = acc + part * per_column(_load_group_row(scale_ref, at, geometry, kb))
       if zero_ref is not None:
-        acc = acc + block_rowsum[:, None] * _load_group_row(zero_ref, at, geometry, kb)
+        acc = acc + per_row(block_rowsum) * per_column(_load_group_row(zero_ref, at, geometry, kb))
       return acc, rowsum
     return acc + part, rowsum + block_rowsum
 
-  zeros = jnp.zeros((bm, geometry.block_n), jnp.float32)
+  zeros = jnp.zeros(acc_shape, jnp.float32)
   acc, rowsum = lax.fori_loop(0, geometry.k // PACK_BLOCK, step, (zeros, jnp.zeros((bm,), jnp.float32)))
   if not per_group:
     # One scale (and zero) per column: applied once, after the whole K walk.
-    acc = acc * _load_group_row(scale_ref, at, geometry, 0)
+    acc = acc * per_column(_load_group_row(scale_ref, at, geometry, 0))
     if zero_ref is not None:
-      acc = acc + rowsum[:, None] * _load_group_row(zero_ref, at, geometry, 0)
-  return acc
+      acc = acc + per_row(rowsum) * per_column(_load_group_row(zero_ref, at, geometry, 0))
+  return acc.T if first else acc
 
 
 def weight_activation_tile(lhs_q_ref, lhs_scale_ref, packed_ref, scale_ref, at: TileAt, geometry: TileGeometry,

@@ -1,9 +1,9 @@
 """Grouped matmul for mixed-precision experts: one `pallas_call` (Triton lowering) for all
 experts and all schemes, plus the weight-gradient ("tgmm") kernel of the backward pass.
 
-Forward: XLA builds a tile schedule from `group_sizes` (`jaxlab.ops.grouped_matmul.schedule`);
-program t reads its (stack, slot, rows, columns) and branches to the tile body of its stack's
-scheme (`tiles.py`), with that scheme's tile shape. Activations of wXa8/wXa4 rows are
+Forward: program t locates its own tile from `group_sizes` (`jaxlab.ops.grouped_matmul.schedule`:
+stack, slot, rows, columns; no XLA kernels run before the launch) and branches to the tile body
+of its stack's scheme (`tiles.py`), with that scheme's tile shape. Activations of wXa8/wXa4 rows are
 quantized by XLA beforehand (a cheap elementwise pass), so the kernel only ever reads int8
 codes and float32 scales for them. The output starts as zeros (aliased into the call), so
 rows that belong to no local group read as zero.
@@ -47,29 +47,45 @@ class _Plan(NamedTuple):
   """Everything static about one forward launch (hashable)."""
 
   stacks: tuple[_StackPlan, ...]
+  expert_stack: tuple[int, ...]  # Stack of each local expert.
+  num_groups: int  # G, all groups (local or not).
   k: int  # Contraction extent.
   n: int  # Output columns.
+  num_rows: int  # M.
+  group_m: int  # Row tiles per band of the tile order.
   quantized_activations: bool
   transposed: bool  # Float weights read as W^T (backward d_lhs).
-  num_warps: int
-  num_stages: int
+  options: tiles.TileOptions
 
 
-def _forward_kernel(schedule_ref, lhs_ref, *refs, plan: _Plan):
+def _locate(sizes_ref, offset_ref, table_ref, plan: _Plan) -> schedule_lib.TileLocation:
+  num_local = len(plan.expert_stack)
+  offset = offset_ref[0]
+  width = schedule_lib.local_width(num_local)
+  return schedule_lib.locate_tile(
+      pl.program_id(0),
+      sizes_ref[pl.ds(0, schedule_lib.all_width(plan.num_groups))],
+      sizes_ref[pl.ds(offset, width)],
+      offset,
+      tuple(table_ref[row, pl.ds(0, width)] for row in range(table_ref.shape[0])),
+      num_rows=plan.num_rows, out_features=plan.n, num_local=num_local, group_m=plan.group_m)
+
+
+def _forward_kernel(sizes_ref, offset_ref, table_ref, lhs_ref, *refs, plan: _Plan):
   refs = list(refs)
   out_ref = refs.pop()
   refs.pop()  # The zero-initialised output, aliased to out_ref.
   if plan.quantized_activations:
     lhs_q_ref, lhs_scale_ref = refs.pop(0), refs.pop(0)
-  t = pl.program_id(0)
-  stack = schedule_ref[schedule_lib.STACK, t]
+  where = _locate(sizes_ref, offset_ref, table_ref, plan)
+  stack = where.stack
   at = tiles.TileAt(
-      slot=schedule_ref[schedule_lib.SLOT, t],
-      row_start=schedule_ref[schedule_lib.ROW_START, t],
-      row_end=schedule_ref[schedule_lib.ROW_END, t],
+      slot=where.slot,
+      row_start=where.row_start,
+      row_end=where.row_end,
       # Every column tile starts at a multiple of its block_n (powers of two: the smallest divides
       # all). Told so, Triton can prove weight, scale and output rows aligned and vectorise them.
-      col_start=pl.multiple_of(schedule_ref[schedule_lib.COL_START, t], min(s.tile.block_n for s in plan.stacks)),
+      col_start=pl.multiple_of(where.col_start, min(s.tile.block_n for s in plan.stacks)),
   )
   for index, stack_plan in enumerate(plan.stacks):
     packed_ref = refs.pop(0)
@@ -85,7 +101,7 @@ def _forward_kernel(schedule_ref, lhs_ref, *refs, plan: _Plan):
       elif scheme.quantizes_activations:
         acc = tiles.weight_activation_tile(lhs_q_ref, lhs_scale_ref, packed_ref, scale_ref, at, geometry, scheme)
       else:
-        acc = tiles.weight_only_tile(lhs_ref, packed_ref, scale_ref, zero_ref, at, geometry, scheme)
+        acc = tiles.weight_only_tile(lhs_ref, packed_ref, scale_ref, zero_ref, at, geometry, scheme, plan.options)
       tiles.store_tile(out_ref, acc, at, geometry)
 
 
@@ -96,7 +112,7 @@ def _quantize_activation_rows(lhs_mk, group_sizes_g, group_offset, experts: Expe
   repeated across the K/128 columns so every scheme reads scales the same way.
   """
   num_rows, k = lhs_mk.shape
-  local_m = group_ids_of_rows(group_sizes_g, num_rows) - group_offset
+  local_m = group_ids_of_rows(schedule_lib.cut_at_rows(group_sizes_g, num_rows), num_rows) - group_offset
   stack_of_expert = jnp.asarray(experts.expert_scheme + (-1,), jnp.int32)
   in_range = (local_m >= 0) & (local_m < experts.num_experts)
   stack_m = jnp.where(in_range, stack_of_expert[jnp.clip(local_m, 0, experts.num_experts)], -1)
@@ -133,8 +149,6 @@ def _launch(lhs_mk, experts: ExpertWeights, group_sizes_g, group_offset, *, out_
     tile = config.tile_for(scheme)
     stack_plans.append(_StackPlan(scheme, tile, stack.scale is not None, stack.zero is not None))
   quantized_activations = any(s.quantizes_activations for s in experts.schemes)
-  plan = _Plan(tuple(stack_plans), k, n, quantized_activations, transposed, config.num_warps, config.num_stages)
-
   tiling = schedule_lib.ExpertTiling(
       stack=experts.expert_scheme,
       slot=experts.expert_slot,
@@ -142,9 +156,15 @@ def _launch(lhs_mk, experts: ExpertWeights, group_sizes_g, group_offset, *, out_
       block_n=tuple(stack_plans[s].tile.block_n for s in experts.expert_scheme),
       group_m=config.group_m,
   )
-  schedule = schedule_lib.build_schedule(group_sizes_g, group_offset, num_rows, n, tiling)
+  options = tiles.TileOptions(bitcast_unpack=config.bitcast_unpack, weights_first=config.weights_first)
+  plan = _Plan(tuple(stack_plans), experts.expert_scheme, group_sizes_g.shape[0], k, n, num_rows, config.group_m,
+               quantized_activations, transposed, options)
 
-  inputs = [schedule, lhs_mk]
+  # The schedule's inputs: padded sizes, the offset and a constant per-expert table (no kernels).
+  inputs = [schedule_lib.pad_sizes(group_sizes_g, experts.num_experts),
+            jnp.asarray(group_offset, jnp.int32).reshape(1),
+            jnp.asarray(schedule_lib.expert_table(tiling)),
+            lhs_mk]
   if quantized_activations:
     inputs += list(_quantize_activation_rows(lhs_mk, group_sizes_g, group_offset, experts))
   for stack in experts.stacks:
@@ -155,7 +175,7 @@ def _launch(lhs_mk, experts: ExpertWeights, group_sizes_g, group_offset, *, out_
   return pl.pallas_call(
       functools.partial(_forward_kernel, plan=plan),
       out_shape=jax.ShapeDtypeStruct((num_rows, n), out_dtype),
-      grid=(schedule.shape[1],),
+      grid=(schedule_lib.grid_bound(num_rows, n, tiling),),
       input_output_aliases={len(inputs) - 1: 0},
       compiler_params=_compat.triton_compiler_params(num_warps=config.num_warps, num_stages=config.num_stages),
       interpret=interpret,
@@ -183,7 +203,7 @@ def weight_grad(lhs_mk, d_out_mn, group_sizes_g, group_offset, num_local: int, *
   n = d_out_mn.shape[1]
   tile = (config or GroupedMatmulConfig()).weight_grad_tile
   geometry = tiles.TileGeometry(tile.block_m, tile.block_n, tile.block_k, k, n)
-  sizes_g = group_sizes_g.astype(jnp.int32)
+  sizes_g = schedule_lib.cut_at_rows(group_sizes_g, lhs_mk.shape[0])
   starts_g = jnp.cumsum(sizes_g) - sizes_g
   starts = jax.lax.dynamic_slice_in_dim(starts_g, group_offset, num_local)
   ends = starts + jax.lax.dynamic_slice_in_dim(sizes_g, group_offset, num_local)
@@ -201,7 +221,7 @@ def weight_grad(lhs_mk, d_out_mn, group_sizes_g, group_offset, num_local: int, *
 
 def mixed_grouped_matmul(lhs_mk, experts: ExpertWeights, group_sizes_g, group_offset, *, out_dtype, config,
                          interpret):
-  """Forward only; quantized weights carry no gradient."""
+  """Forward only; quantized weights carry no gradient. Sizes are cut at M inside the kernel."""
   return _launch(lhs_mk, experts, group_sizes_g, group_offset, out_dtype=out_dtype, config=config,
                  interpret=interpret)
 

@@ -4,6 +4,8 @@ Interpret-mode tests accept shapes and operations Triton rejects (non-power-of-t
 unsigned dot operands); lowering for the "cuda" platform runs the real Triton lowering.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -43,6 +45,21 @@ def test_quantized_launch_is_one_triton_call(schemes, num_rows):
                                            interpret=False)
 
   lhs = jax.ShapeDtypeStruct((num_rows, K), jnp.bfloat16)
+  sizes = jax.ShapeDtypeStruct((NUM_EXPERTS,), jnp.int32)
+  assert _lower_for_cuda(forward, lhs, experts, sizes).count("xla.gpu.triton") == 1
+
+
+@pytest.mark.parametrize("bitcast_unpack, weights_first", [(True, True), (False, True), (True, False)])
+def test_weight_only_tile_options_lower(bitcast_unpack, weights_first):
+  experts = _experts_spec(("w4a16_g128_asym", "w4a16_g-1_sym", "w8a16_g-1_asym", "w2a16_g128_asym") * 16)
+  config = dataclasses.replace(GroupedMatmulConfig.heuristic(experts.schemes, 384, NUM_EXPERTS),
+                               bitcast_unpack=bitcast_unpack, weights_first=weights_first)
+
+  def forward(lhs, experts, sizes):
+    return gmm_triton.mixed_grouped_matmul(lhs, experts, sizes, 0, out_dtype=jnp.bfloat16, config=config,
+                                           interpret=False)
+
+  lhs = jax.ShapeDtypeStruct((384, K), jnp.bfloat16)
   sizes = jax.ShapeDtypeStruct((NUM_EXPERTS,), jnp.int32)
   assert _lower_for_cuda(forward, lhs, experts, sizes).count("xla.gpu.triton") == 1
 

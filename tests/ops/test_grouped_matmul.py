@@ -1,6 +1,8 @@
 """grouped_matmul: the Pallas kernel (interpret mode) against the XLA reference, and both
 against a plain per-row numpy product; gradients; every quantization scheme; bad input."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -138,6 +140,25 @@ def test_every_scheme_kernel_matches_reference(scheme):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(want))))
 
 
+_WEIGHT_ONLY_MIX = ["w4a16_g128_asym", "w4a16_g-1_sym", "w2a16_g128_sym", "w3a16_g-1_asym", "w8a16_g128_sym"]
+
+
+@pytest.mark.parametrize("dtype, bitcast_unpack, weights_first", [
+    (jnp.bfloat16, True, False), (jnp.bfloat16, True, True), (jnp.float16, True, True),
+    (jnp.bfloat16, False, True), (jnp.float32, True, True)])
+def test_weight_only_tile_options_match_reference(dtype, bitcast_unpack, weights_first):
+  lhs, experts, sizes = _quantized_problem(14, _WEIGHT_ONLY_MIX, num_rows=40)
+  lhs = lhs.astype(dtype)
+  config = dataclasses.replace(SMALL, bitcast_unpack=bitcast_unpack, weights_first=weights_first)
+  run = jax.jit(lambda l, e, s: grouped_matmul(l, e, s, implementation="pallas_triton", interpret=True, config=config,
+                                                preferred_element_type=jnp.float32))
+  got = run.lower(lhs, experts, sizes).compile(compiler_options=_FAST_COMPILE)(lhs, experts, sizes)
+  want = _xla(lhs, experts, sizes, preferred_element_type=jnp.float32)
+  # A wrong bias or a transposed tile is off by O(max |out|); rounding of 16-bit operands is not.
+  tolerance = 1e-4 if dtype == jnp.float32 else 1e-2
+  np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * float(np.max(np.abs(want))))
+
+
 def test_weight_only_reference_is_the_dequantized_product():
   lhs, experts, sizes = _quantized_problem(11, ["w4a16_g128_asym", "w2a16_g128_asym", "w3a16_g-1_sym", "bf16"])
   dense = rtn.dequantize_experts(experts)
@@ -225,3 +246,21 @@ def test_unquantized_experts_must_match_lhs_dtype():
   assert isinstance(experts, ExpertWeights)
   with pytest.raises(TypeError, match="unquantized experts are float32 but lhs is bfloat16"):
     grouped_matmul(jnp.zeros((4, 128), jnp.bfloat16), experts, jnp.asarray([2, 2], jnp.int32))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+def test_codes_as_floats_is_exact(dtype, bits):
+  from kernels_pallas.grouped_matmul import tiles
+
+  codes = jnp.arange(1 << bits, dtype=jnp.int32)
+  bias = tiles.exponent_bias(dtype, bits, bitcast=True)
+  floats = tiles.codes_as_floats(codes, dtype, bits, bitcast=True)
+  assert floats.dtype == dtype
+  np.testing.assert_array_equal(np.asarray(floats, np.float64), np.arange(1 << bits) + bias)
+  # The bitcast applies wherever the dtype's mantissa holds the codes.
+  mantissa_bits = {jnp.bfloat16: 7, jnp.float16: 10, jnp.float32: -1}[dtype]
+  assert (bias > 0) == (bits <= mantissa_bits)
+  signed = jnp.arange(-128, 128, dtype=jnp.int32)
+  np.testing.assert_array_equal(np.asarray(tiles.codes_as_floats(signed, dtype, 8, True, signed=True), np.float64),
+                                np.arange(-128, 128))

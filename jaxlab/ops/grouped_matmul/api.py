@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxlab import _compat
 from jaxlab.ops import registry
+from jaxlab.ops.grouped_matmul import schedule
 from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig
 from jaxlab.ops.grouped_matmul.reference import grouped_matmul_reference
 from jaxlab.quant.experts import ExpertWeights
@@ -31,7 +32,8 @@ _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 def _xla(lhs_mk, rhs, group_sizes_g, *, group_offset, out_dtype, config, interpret):
   del config, interpret  # Tile shapes mean nothing to XLA.
-  return grouped_matmul_reference(lhs_mk, rhs, group_sizes_g, group_offset=group_offset, out_dtype=out_dtype)
+  sizes_g = schedule.cut_at_rows(group_sizes_g, lhs_mk.shape[0])
+  return grouped_matmul_reference(lhs_mk, rhs, sizes_g, group_offset=group_offset, out_dtype=out_dtype)
 
 
 def _pallas_triton(lhs_mk, rhs, group_sizes_g, *, group_offset, out_dtype, config, interpret):
@@ -112,12 +114,6 @@ def _check_arguments(lhs_mk, rhs, group_sizes_g, group_offset, config) -> tuple[
   return num_local, n
 
 
-def _cut_at_rows(group_sizes_g: jax.Array, num_rows: int) -> jax.Array:
-  """Group sizes with the groups cut at row `num_rows` (a no-op for valid sizes)."""
-  ends_g = jnp.minimum(jnp.cumsum(jnp.maximum(group_sizes_g.astype(jnp.int32), 0)), num_rows)
-  return jnp.diff(ends_g, prepend=0).astype(jnp.int32)
-
-
 def grouped_matmul(
     lhs_mk: jax.Array,
     rhs: jax.Array | ExpertWeights,
@@ -154,9 +150,9 @@ def grouped_matmul(
   """
   _check_arguments(lhs_mk, rhs, group_sizes_g, group_offset, config)
   out_dtype = jnp.dtype(preferred_element_type or lhs_mk.dtype)
-  sizes_g = _cut_at_rows(group_sizes_g, lhs_mk.shape[0])
+  # Each implementation cuts the groups at row M itself (the kernel does it in each program).
   return _GROUPED_MATMUL(
-      lhs_mk, rhs, sizes_g, group_offset=group_offset, out_dtype=out_dtype, config=config,
+      lhs_mk, rhs, group_sizes_g, group_offset=group_offset, out_dtype=out_dtype, config=config,
       implementation=implementation, interpret=interpret,
   )
 

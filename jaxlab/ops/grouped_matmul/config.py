@@ -46,6 +46,11 @@ class GroupedMatmulConfig:
       in flight share a few weight and lhs blocks in L2.
     weight_grad_tile: the backward's weight-gradient kernel computes [block_k, block_n] of one
       expert's gradient per program, walking the expert's rows `block_m` at a time.
+    bitcast_unpack: weight-only tiles turn codes of up to 7 bits (bf16 lhs; 10 for f16) into
+      floats by OR-ing them into the mantissa of a power of two, instead of an int-to-float
+      conversion (exact either way; `kernels_pallas/grouped_matmul/tiles.py`).
+    weights_first: weight-only tiles compute out^T = W^T a^T, the unpacked weights being the
+      dot's first operand (which Hopper's tensor cores can read from registers).
   """
 
   tiles: tuple[tuple[str, TileShape], ...] = ()
@@ -54,6 +59,8 @@ class GroupedMatmulConfig:
   num_stages: int = 3
   group_m: int = 8
   weight_grad_tile: TileShape = TileShape(64, 128, 128)
+  bitcast_unpack: bool = True
+  weights_first: bool = False
 
   def __post_init__(self):
     if self.group_m < 1:
