@@ -335,7 +335,7 @@ def _time_shape(shape: Shape, schemes, implementations, unavailable, iters, warm
       timing = common.time_call(fn, lhs, experts, sizes_g, warmup=max(0, warmup - 2), iters=affordable)
       if run_s < _BACK_TO_BACK_MAX_RUN_S:
         calls = max(10, min(200, int(0.2 / max(run_s, 1e-6))))
-        timing.update(common.time_back_to_back(fn, lhs, experts, sizes_g, calls=calls, repeats=3))
+        timing.update(common.time_back_to_back(fn, lhs, experts, sizes_g, calls=calls, repeats=5))
       median_ms = timing["median_ms"]
       if implementation == "xla":
         xla_ms = median_ms
@@ -504,6 +504,17 @@ def _split(text, allowed, what, parser):
   return names
 
 
+def _write(args, env, shapes, checks, timings, check_s, total_s) -> None:
+  common.write_json(args.out, {
+      "benchmark": "grouped_matmul", "environment": env, "tolerance": _TOLERANCE,
+      "shapes": {s.name: {**dataclasses.asdict(s), "group_sizes": s.group_sizes().tolist()} for s in shapes},
+      "mixed_schemes": MIXED_SCHEMES, "mixed_assignment": "expert e -> mixed_schemes[e % 4]",
+      "flop_model": "2 * routed_rows * K * N", "bytes_model": "weight bytes as passed (ExpertWeights.num_bytes)",
+      "iters": args.iters, "warmup": args.warmup, "max_seconds": args.max_seconds, "untimed": args.untimed,
+      "checks": checks, "timings": timings, "elapsed_s": {"checks": check_s, "total": total_s},
+  })
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", help="write results as JSON to this path")
@@ -575,6 +586,9 @@ def main(argv=None) -> int:
   for shape in shapes:
     timings.extend(_time_shape(shape, schemes, implementations, unavailable, args.iters, args.warmup,
                                args.max_seconds, untimed))
+    print(f"  timed {shape.name} ({time.perf_counter() - start:.0f} s)", flush=True)
+    if args.out:  # After every shape, so a cut-short run keeps what it measured.
+      _write(args, env, shapes, checks, timings, check_s, time.perf_counter() - start)
   total_s = time.perf_counter() - start
 
   print(f"\nTimings (median of {args.iters} runs, or of `iters` where cut by --max-seconds, after "
@@ -593,14 +607,7 @@ def main(argv=None) -> int:
   for failure in failures:
     print(f"CHECK FAILED: {failure}")
   if args.out:
-    common.write_json(args.out, {
-        "benchmark": "grouped_matmul", "environment": env, "tolerance": _TOLERANCE,
-        "shapes": {s.name: {**dataclasses.asdict(s), "group_sizes": s.group_sizes().tolist()} for s in shapes},
-        "mixed_schemes": MIXED_SCHEMES, "mixed_assignment": "expert e -> mixed_schemes[e % 4]",
-        "flop_model": "2 * routed_rows * K * N", "bytes_model": "weight bytes as passed (ExpertWeights.num_bytes)",
-        "iters": args.iters, "warmup": args.warmup, "max_seconds": args.max_seconds,
-        "checks": checks, "timings": timings, "elapsed_s": {"checks": check_s, "total": total_s},
-    })
+    _write(args, env, shapes, checks, timings, check_s, total_s)
     print(f"wrote {args.out}")
   return 1 if failures else 0
 
