@@ -61,3 +61,11 @@ def test_schedule_is_jittable_with_a_traced_offset():
   build = jax.jit(lambda s, o: schedule_lib.build_schedule(s, o, 28, 20, tiling))
   got = _valid_tiles(build(sizes, jnp.int32(1)))
   assert got == schedule_lib.schedule_numpy(np.asarray(sizes), 1, 28, 20, tiling)
+
+
+def test_experts_of_one_stack_run_together():
+  # Stacks alternate across the experts; the schedule runs stack 0's experts (1 and 3) first.
+  tiling = schedule_lib.ExpertTiling(stack=(1, 0, 1, 0), slot=(0, 0, 1, 1), block_m=(16,) * 4, block_n=(16,) * 4)
+  schedule = schedule_lib.build_schedule(jnp.asarray([16, 16, 16, 16], jnp.int32), 0, 64, 16, tiling)
+  stacks_and_rows = [(stack, row_start) for stack, _, row_start, _, _ in _valid_tiles(schedule)]
+  assert stacks_and_rows == [(0, 16), (0, 48), (1, 0), (1, 32)]

@@ -10,6 +10,9 @@ for tests and the XLA side of the backward pass).
 Groups are cut at row M: group g owns rows [min(S_g, M), min(S_g + size_g, M)) with S_g the
 sum of the sizes before it, so sizes summing past M lose their last rows (the op's convention).
 
+Experts run in the order of their weight stack (scheme), then of their index: in a launch of
+several schemes, the programs in flight together mostly run one scheme's code path.
+
 Within an expert, tiles run in bands of `group_m` row tiles: a band is walked column block by
 column block, its row tiles fastest, then the next band starts. Programs in flight together
 then share a few weight column blocks and a few lhs row blocks in L2. group_m = 1 walks one row
@@ -37,7 +40,7 @@ STACK, SLOT, ROW_START, ROW_END, COL_START = range(5)
 NUM_FIELDS = 5
 
 # Rows of the static per-expert table (`expert_table`).
-TABLE_STACK, TABLE_SLOT, TABLE_BLOCK_M, TABLE_BLOCK_N = range(4)
+TABLE_STACK, TABLE_SLOT, TABLE_BLOCK_M, TABLE_BLOCK_N, TABLE_ORDER = range(5)
 
 
 class ExpertTiling(NamedTuple):
@@ -98,17 +101,25 @@ def pad_sizes(group_sizes_g: jax.Array, num_local: int) -> jax.Array:
   return jnp.pad(sizes, (0, extra)) if extra else sizes
 
 
+def execution_order(tiling: ExpertTiling) -> list[int]:
+  """Local expert indices in the order their tiles run: by stack, then by index."""
+  return sorted(range(len(tiling.stack)), key=lambda e: (tiling.stack[e], e))
+
+
 def expert_table(tiling: ExpertTiling) -> np.ndarray:
-  """[4, local_width] int32 static table: stack, slot, block_m, block_n per local expert.
+  """[5, local_width] int32 static table: stack, slot, block_m, block_n per local expert, and in
+  row TABLE_ORDER the local expert that runs o-th (padding entries last, in place).
 
   Padding entries get block sizes of 1 (never divided by zero; they own no rows).
   """
-  width = local_width(len(tiling.stack))
-  table = np.ones((4, width), np.int32)
+  num_local = len(tiling.stack)
+  width = local_width(num_local)
+  table = np.ones((5, width), np.int32)
   table[TABLE_STACK, :] = -1
+  table[TABLE_ORDER, :] = np.arange(width)
   for row, values in ((TABLE_STACK, tiling.stack), (TABLE_SLOT, tiling.slot), (TABLE_BLOCK_M, tiling.block_m),
-                      (TABLE_BLOCK_N, tiling.block_n)):
-    table[row, :len(values)] = values
+                      (TABLE_BLOCK_N, tiling.block_n), (TABLE_ORDER, execution_order(tiling))):
+    table[row, :num_local] = values
   return table
 
 
@@ -136,9 +147,9 @@ def locate_tile(t, all_sizes_a, local_sizes_l, group_offset, table, *, num_rows:
     local_sizes_l: [local_width(L)] int32 sizes of groups offset .. offset + width - 1 (entries
       past the L local experts are ignored).
     group_offset: int32 scalar, global index of the first local expert.
-    table: the `expert_table` columns as four [local_width(L)] int32 vectors.
+    table: the `expert_table` rows as five [local_width(L)] int32 vectors.
   """
-  stack_l, slot_l, block_m_l, block_n_l = table
+  stack_l, slot_l, block_m_l, block_n_l, order_l = table
   index_a = jnp.arange(all_sizes_a.shape[0], dtype=jnp.int32)
   index_l = jnp.arange(local_sizes_l.shape[0], dtype=jnp.int32)
   zeros_l = jnp.zeros_like(local_sizes_l)
@@ -151,17 +162,23 @@ def locate_tile(t, all_sizes_a, local_sizes_l, group_offset, table, *, num_rows:
   row_tiles_l = _ceil_div(cut_ends_l - cut_starts_l, block_m_l)
   col_tiles_l = _ceil_div(jnp.full_like(block_n_l, out_features), block_n_l)
   tiles_l = row_tiles_l * col_tiles_l
-  tile_ends_l = jnp.cumsum(tiles_l)
+  # Tiles per expert in execution order: tiles_o[o] = tiles_l[order_l[o]], by a one-hot sum (a
+  # gather Triton can run).
+  runs_o_l = order_l[:, None] == index_l[None, :]
+  tiles_o = jnp.sum(jnp.where(runs_o_l, tiles_l[None, :], zeros_l[None, :]), axis=1)
+  tile_ends_o = jnp.cumsum(tiles_o)
 
-  expert = jnp.sum((tile_ends_l <= t).astype(jnp.int32))  # Experts wholly before tile t.
+  position = jnp.sum((tile_ends_o <= t).astype(jnp.int32))  # Experts wholly before tile t.
+  local_t = t - jnp.sum(jnp.where(index_l < position, tiles_o, zeros_l))
+  expert = jnp.sum(jnp.where(index_l == position, order_l, zeros_l))
+  valid = position < num_local
 
   def pick(values_l):
     return jnp.sum(jnp.where(index_l == expert, values_l, zeros_l))
 
-  local_t = t - jnp.sum(jnp.where(index_l < expert, tiles_l, zeros_l))
   row_tile, col_tile = _banded_tile(local_t, pick(row_tiles_l), pick(col_tiles_l), group_m)
   return TileLocation(
-      stack=jnp.where(expert < num_local, pick(stack_l), -1),
+      stack=jnp.where(valid, pick(stack_l), -1),
       slot=pick(slot_l),
       row_start=pick(cut_starts_l) + row_tile * pick(block_m_l),
       row_end=pick(cut_ends_l),
@@ -206,7 +223,7 @@ def schedule_numpy(group_sizes, group_offset: int, num_rows: int, out_features: 
   ends = np.minimum(np.cumsum(np.maximum(np.asarray(group_sizes, np.int64), 0)), num_rows)
   starts = np.concatenate([[0], ends[:-1]])
   tiles = []
-  for e in range(len(tiling.stack)):
+  for e in execution_order(tiling):
     g = group_offset + e
     bm, bn = tiling.block_m[e], tiling.block_n[e]
     row_tiles = -(-int(ends[g] - starts[g]) // bm)
