@@ -90,6 +90,8 @@ class GroupedMatmulConfig:
     of float experts only, and launches whose experts all have <= 4-bit weights and float
     activations. Other launches keep the shapes measured before that sweep. The wide float
     tile needs 16-bit operands (`lhs_itemsize` 2): float32 stages would overflow shared memory.
+    Every launch keeps the defaults `bitcast_unpack=True` (faster at decode; at prefill within the sweep's noise)
+    and `weights_first=False` (slower at both in the same sweep).
     """
     parsed = [parse_scheme(s) for s in schemes]
     float_only = all(not s.quantizes_weights for s in parsed)
