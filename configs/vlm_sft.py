@@ -7,7 +7,9 @@ on the answer tokens (`loss.weighting`: "sqrt", InternVL's square averaging, or 
 on held-out records gives the exact-answer accuracy (`accuracy.json`).
 Variants:
 
-  default: 56 px tiles (4 image tokens), vision 64 wide x 2 layers, LM 64 wide x 2 layers, 600 steps.
+  default: 56 px tiles (4 image tokens), vision 64 wide x 2 layers, LM 64 wide x 2 layers, 600 steps of 32:
+           answer accuracy 1.00 on the 96 held-out records, eval loss 4.5e-4, in 80 s on 2 CPU cores
+           (`python -m launch.run --config=configs/vlm_sft.py --workdir=...`, 2026-11-26).
   smoke:   28 px tiles (2 x 2 patches -> 1 image token after pixel shuffle), vision 48 x 2, LM 32 x 1,
            800 steps of 32: >= 0.9 answer accuracy on 96 held-out records (SMOKE_MIN_ACCURACY); the
            in-process test took 3 to 5 minutes on 2 shared CPU cores (8 fake devices).

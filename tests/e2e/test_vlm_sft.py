@@ -29,3 +29,23 @@ def test_smoke_variant_learns_the_shapes_task(tmp_path):
   assert result.status == "completed"
   assert result.last_eval_metrics["answer_accuracy"] >= SMOKE_MIN_ACCURACY
   assert json.loads((tmp_path / "accuracy.json").read_text())["answer_accuracy"] >= SMOKE_MIN_ACCURACY
+
+
+def _vision_and_language_after(tmp_path, num_steps):
+  config = apply_overrides(load_config("configs/vlm_sft.py:smoke"), {
+      "mesh.data": 1, "mesh.fsdp": -1, "model.freeze_vision": True, "train.num_steps": num_steps,
+      "train.log_every": 1, "train.eval_every": 1000, "data.num_eval": 4, "checkpoint.async_save": False})
+  result = vlm_sft.run(config, tmp_path / f"steps{num_steps}")
+  assert result.status == "completed" and result.final_step == num_steps
+  params = jax.device_get(result.state.params)
+  return params["vision_tower"], params["language_model"]
+
+
+@pytest.mark.slow
+def test_frozen_vision_tower_is_unchanged_by_a_whole_run(tmp_path):
+  # Same seed, so both runs start from the same weights: a frozen tower ends where it began.
+  vision_1, language_1 = _vision_and_language_after(tmp_path, 1)
+  vision_4, language_4 = _vision_and_language_after(tmp_path, 4)
+  for a, b in zip(jax.tree.leaves(vision_1), jax.tree.leaves(vision_4)):
+    assert bool(jnp.array_equal(a, b))
+  assert any(not bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(language_1), jax.tree.leaves(language_4)))

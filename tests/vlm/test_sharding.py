@@ -1,5 +1,5 @@
-"""Sharding of the InternVL3 components: sharded init on an fsdp x tensor mesh, and a sharded forward
-of vision tower + projector + language model equal to the single-device one."""
+"""Sharding of `InternVLModel`: sharded init on an fsdp x tensor mesh leaves no large parameter
+replicated, and the model's sharded forward equals the single-device one."""
 
 import math
 
@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from jaxlab import _compat
-from jaxlab.models.qwen2 import Qwen2Config, Qwen2LM
+from jaxlab.models.qwen2 import Qwen2Config
 from jaxlab.sharding import assert_params_sharded, axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
-from jaxlab.vlm.projector import MultiModalProjector, ProjectorConfig, pixel_shuffle
-from jaxlab.vlm.vision import InternVisionConfig, InternVisionModel
+from jaxlab.vlm.config import InternVLConfig
+from jaxlab.vlm.model import InternVLModel
+from jaxlab.vlm.projector import ProjectorConfig
+from jaxlab.vlm.vision import InternVisionConfig
 
-# About 15 s on an idle 2-core machine (three sharded inits and two forward compiles).
+# About 15 s on an idle 2-core machine (one sharded init and two forward compiles).
 pytestmark = pytest.mark.slow
 
 # Widths divide fsdp=4 (embed) and tensor=2 (heads, kv heads, mlp, vocab). One vision config holds
@@ -37,26 +39,19 @@ TEXT = 4  # Text tokens after each image's 4 tokens (a 56 px tile: 4 x 4 patches
 KEY_IMPL = "rbg"
 
 
-def components():
-  """{name: (module, example input for its init)}."""
-  return {
-      "vision": (InternVisionModel(VISION), jnp.zeros((1, 56, 56, 3), jnp.float32)),
-      "projector": (MultiModalProjector(PROJECTOR.text_hidden_size), jnp.zeros((1, 4, PROJECTOR.in_features))),
-      "language": (Qwen2LM(LANGUAGE), jnp.zeros((1, TEXT), jnp.int32)),
-  }
+IMAGE_TOKEN = 63
+CONFIG = InternVLConfig(vision=VISION, projector=PROJECTOR, text=LANGUAGE, image_token_id=IMAGE_TOKEN,
+                        image_seq_length=4)
 
 
-def forward(params, pixels_nhwc, tokens_bt):
-  """Tiles -> vision -> drop CLS -> pixel shuffle -> projector, spliced before the text -> logits [B, 4 + T, V]."""
-  hidden_ntc = InternVisionModel(VISION).apply({"params": params["vision"]}, pixels_nhwc)
-  n, g = hidden_ntc.shape[0], VISION.grid[0]
-  tokens_nhwc = pixel_shuffle(hidden_ntc[:, 1:].reshape(n, g, g, -1), PROJECTOR.downsample_ratio)
-  image_ntd = MultiModalProjector(PROJECTOR.text_hidden_size).apply(
-      {"params": params["projector"]}, tokens_nhwc.reshape(n, -1, PROJECTOR.in_features))
-  language = Qwen2LM(LANGUAGE)
-  text_btd = language.apply({"params": params["language"]}, tokens_bt, method=Qwen2LM.embed)
-  embeds_btd = jnp.concatenate([image_ntd, text_btd], axis=1)
-  logits_btv, _ = language.apply({"params": params["language"]}, inputs_embeds_btd=embeds_btd)
+def prompts(rng, batch):
+  """[B, 4 + T] ids: each row's 4 image tokens (one tile), then T text tokens."""
+  text = rng.integers(0, IMAGE_TOKEN, (batch, TEXT))
+  return np.concatenate([np.full((batch, 4), IMAGE_TOKEN), text], axis=1).astype(np.int32)
+
+
+def forward(params, input_ids_bt, pixels_nhwc):
+  logits_btv, _ = InternVLModel(CONFIG).apply({"params": params}, input_ids_bt, pixels_nhwc)
   return logits_btv
 
 
@@ -66,16 +61,15 @@ def path_of(path) -> str:
 
 @pytest.fixture(scope="module")
 def sharded():
-  """(params {vision, projector, language} initialised into their shards, mesh, rules)."""
+  """(InternVLModel params initialised into their shards, mesh, rules)."""
   assert len(jax.devices()) == 8
   mesh = make_mesh({"fsdp": 4, "tensor": 2})
   rules = logical_rules(("fsdp", "tensor"))
   key = jax.random.key(0, impl=KEY_IMPL)
-  params = {}
-  for part, (model, example) in components().items():
-    variables, _ = init_sharded(model.init, key, example, mesh=mesh, rules=rules)
-    params[part] = variables["params"]
-  return params, mesh, rules
+  ids = jnp.asarray(prompts(np.random.default_rng(1), 1))
+  variables, _ = init_sharded(InternVLModel(CONFIG).init, key, ids, jnp.zeros((1, 56, 56, 3), jnp.float32),
+                              mesh=mesh, rules=rules)
+  return variables["params"], mesh, rules
 
 
 def test_no_large_parameter_is_replicated(sharded):
@@ -87,30 +81,31 @@ def test_no_large_parameter_is_replicated(sharded):
   assert len(weights) == 8 + 2 + 9  # vision: patch, positions, q/k/v/o, fc1/fc2; projector: 2; LM: 1 + 7 + 1.
   assert all(math.prod(x.shape) >= MIN_SIZE for x in weights.values()), {k: x.shape for k, x in weights.items()}
   # Both mesh axes are used: fsdp on embed dims, tensor on heads / mlp / vocab.
-  layer = params["vision"]["layer_0"]
+  assert set(params) == {"vision_tower", "projector", "language_model"}
+  layer = params["vision_tower"]["layer_0"]
   assert tuple(layer["attention"]["q_kernel"].sharding.spec) == ("fsdp", "tensor", None)
   assert tuple(layer["attention"]["o_kernel"].sharding.spec) == ("tensor", None, "fsdp")
   assert tuple(layer["fc2"]["kernel"].sharding.spec) == ("tensor", "fsdp")
-  assert tuple(params["vision"]["embeddings"]["patch_kernel"].sharding.spec) == (None, None, None, "fsdp")
+  assert tuple(params["vision_tower"]["embeddings"]["patch_kernel"].sharding.spec) == (None, None, None, "fsdp")
   assert tuple(params["projector"]["linear_1"]["kernel"].sharding.spec) == ("fsdp", "tensor")
-  assert tuple(params["language"]["embed"]["embedding"].sharding.spec) == ("tensor", "fsdp")
-  assert tuple(params["language"]["lm_head"]["kernel"].sharding.spec) == ("fsdp", "tensor")
+  assert tuple(params["language_model"]["embed"]["embedding"].sharding.spec) == ("tensor", "fsdp")
+  assert tuple(params["language_model"]["lm_head"]["kernel"].sharding.spec) == ("fsdp", "tensor")
 
 
 def test_sharded_forward_matches_single_device(sharded):
   params, mesh, rules = sharded
   rng = np.random.default_rng(0)
   pixels = rng.standard_normal((BATCH, 56, 56, 3)).astype(np.float32)
-  tokens = rng.integers(0, LANGUAGE.vocab_size, (BATCH, TEXT)).astype(np.int32)
+  tokens = prompts(rng, BATCH)
   single_device = jax.devices()[0]
   host_params = jax.device_put(jax.device_get(params), single_device)
-  expected = jax.jit(forward)(host_params, jax.device_put(pixels, single_device), jax.device_put(tokens, single_device))
+  expected = jax.jit(forward)(host_params, jax.device_put(tokens, single_device), jax.device_put(pixels, single_device))
   assert len(expected.sharding.device_set) == 1
 
   with axis_rules(rules), _compat.set_mesh(mesh):
     pixels_s = jax.device_put(pixels, batch_sharding(mesh, rules, 4))
     tokens_s = jax.device_put(tokens, batch_sharding(mesh, rules, 2))
-    logits = jax.jit(forward)(params, pixels_s, tokens_s)
+    logits = jax.jit(forward)(params, tokens_s, pixels_s)
   assert logits.shape == (BATCH, 4 + TEXT, LANGUAGE.vocab_size)
   assert len(logits.sharding.device_set) == 8 and not logits.sharding.is_fully_replicated
   np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), rtol=1e-5, atol=1e-5)
