@@ -12,12 +12,8 @@ Vision tower and projector tensors map as `jaxlab.vlm.vision_hf`; language-model
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -26,17 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxlab.models.qwen2.hf_io import _dtype_name, hf_rules
-from jaxlab.moe.models import safetensors_io
-from jaxlab.moe.models.hf_io import _replace_dir
+from jaxlab.models import hf_common, safetensors_io
+from jaxlab.models.qwen2.hf_io import hf_rules
 from jaxlab.moe.models.hf_mapping import from_param, to_param
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
 from jaxlab.vlm import vision_hf
 from jaxlab.vlm.config import InternVLConfig
 from jaxlab.vlm.model import init_variables
-from jaxlab.models.hf_common import check_param_tree, has_export_marker
 
-CONFIG_NAME = "config.json"
+CONFIG_NAME = hf_common.CONFIG_NAME
 # Marks files written by `save_pretrained`, so a later export may replace them without overwrite=True.
 EXPORT_MARKER = ("jaxlab_export", "InternVLModel")
 _FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
@@ -122,14 +116,8 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[In
       that do not match the config (tensors named), a bad dtype, or rules without a mesh.
   """
   directory = os.fspath(directory)
-  config_path = os.path.join(directory, CONFIG_NAME)
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
-  if rules is not None and mesh is None:
-    raise ValueError("rules= needs mesh=")
-  with open(config_path) as f:
-    hf_config = json.load(f)
-  name = _dtype_name(dtype, hf_config.get("dtype", hf_config.get("torch_dtype")))
+  hf_config = hf_common.read_config_json(directory, mesh=mesh, rules=rules)
+  name = hf_common.resolve_dtype(dtype, hf_config)
   config = InternVLConfig.from_hf_dict(hf_config, dtype=name)
   checkpoint = safetensors_io.Checkpoint(directory)
   layout = detect_layout(checkpoint.names)
@@ -142,34 +130,24 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[In
   for hf_name, rule in lm_plan:
     flat[("language_model",) + rule.path] = np.ascontiguousarray(to_param(rule, [checkpoint.read(hf_name)]),
                                                                  dtype=np_dtype)
-  shardings = None
+  shardings = {}
   if mesh is not None:
     rules = logical_rules(tuple(PRESETS)) if rules is None else rules
     shardings = traverse_util.flatten_dict(logical_to_shardings(_abstract_params(config), mesh, rules))
-  params = {}
-  for path, host in flat.items():
-    if shardings is None:
-      params[path] = jnp.asarray(host)
-    else:
-      params[path] = jax.make_array_from_callback(host.shape, shardings[path], lambda index, h=host: h[index])
+  params = {path: hf_common.place(host, shardings.get(path)) for path, host in flat.items()}
   return config, traverse_util.unflatten_dict(params)
 
 
 def _check_params(config: InternVLConfig, params) -> dict[tuple[str, ...], Any]:
   """Flat {path: array} of `params`, checked against the config's tree (every problem listed)."""
-  if isinstance(params, Mapping) and set(params) == {"params"}:
-    params = params["params"]
-  if not isinstance(params, Mapping):
-    raise TypeError(f"params must be the InternVLModel param dict, got {type(params).__name__}")
-  flat = traverse_util.flatten_dict(nn.unbox(dict(params)))
-  expected = traverse_util.flatten_dict(nn.unbox(_abstract_params(config)))
-  check_param_tree(flat, expected)
+  flat = hf_common.flat_params(params, "InternVLModel")
+  hf_common.check_param_tree(flat, traverse_util.flatten_dict(nn.unbox(_abstract_params(config))))
   return flat
 
 
 def is_export(directory) -> bool:
   """`directory` holds a checkpoint written by `save_pretrained`."""
-  return has_export_marker(directory, EXPORT_MARKER)
+  return hf_common.has_export_marker(directory, EXPORT_MARKER)
 
 
 def save_pretrained(params, config: InternVLConfig, directory, *, overwrite: bool = False,
@@ -191,16 +169,9 @@ def save_pretrained(params, config: InternVLConfig, directory, *, overwrite: boo
   """
   if not isinstance(config, InternVLConfig):
     raise TypeError(f"config must be an InternVLConfig, got {type(config).__name__}")
-  if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
-    raise ValueError(f"max_shard_bytes must be a positive int, got {max_shard_bytes!r}")
+  hf_common.check_shard_bytes(max_shard_bytes)
   hf_config = config.to_hf_dict()
-  directory = os.path.abspath(os.fspath(directory))
-  if os.path.exists(directory):
-    if not os.path.isdir(directory):
-      raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
-    if os.listdir(directory) and not overwrite and not is_export(directory):
-      raise ValueError(f"save_pretrained: {directory} is a non-empty directory that is not a jaxlab InternVL export; "
-                       "pass overwrite=True to replace it")
+  directory = hf_common.prepare_export_dir(directory, overwrite=overwrite, marker=EXPORT_MARKER, what="InternVL")
   flat = _check_params(config, params)
   tree = traverse_util.unflatten_dict({k: np.asarray(jax.device_get(v)) for k, v in flat.items()})
   tensors = vision_hf.params_to_hf({"vision_tower": tree["vision_tower"], "projector": tree["projector"]},
@@ -212,27 +183,6 @@ def save_pretrained(params, config: InternVLConfig, directory, *, overwrite: boo
   dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
   hf_config.update(dtype=dtype, torch_dtype=dtype)
   hf_config["text_config"].update(dtype=dtype, torch_dtype=dtype)
-  shards = safetensors_io.shard_names([(n, t.nbytes) for n, t in tensors.items()], max_shard_bytes)
-
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
-  try:
-    with open(os.path.join(tmp, CONFIG_NAME), "w") as f:
-      json.dump(hf_config, f, indent=2, sort_keys=True)
-    metadata = {"format": "pt", EXPORT_MARKER[0]: EXPORT_MARKER[1]}
-    weight_map = {}
-    for index, shard in enumerate(shards):
-      file_name = (safetensors_io.SINGLE_NAME if len(shards) == 1
-                   else f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors")
-      safetensors_io.write_file(os.path.join(tmp, file_name), {n: tensors[n] for n in shard}, metadata)
-      weight_map.update({n: file_name for n in shard})
-    if len(shards) > 1:
-      total = sum(t.nbytes for t in tensors.values())
-      index_json = {"metadata": {"total_size": total, EXPORT_MARKER[0]: EXPORT_MARKER[1]}, "weight_map": weight_map}
-      with open(os.path.join(tmp, safetensors_io.INDEX_NAME), "w") as f:
-        json.dump(index_json, f, indent=2, sort_keys=True)
-    _replace_dir(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  names = safetensors_io.shard_names([(n, t.nbytes) for n, t in tensors.items()], max_shard_bytes)
+  shards = [lambda shard=shard: {n: tensors[n] for n in shard} for shard in names]
+  hf_common.write_checkpoint(directory, hf_config, shards, EXPORT_MARKER)

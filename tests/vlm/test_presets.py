@@ -12,8 +12,9 @@ NAMES = ("internvl3-1b", "internvl3-8b", "internvl3-78b")
 # "#Param" of the InternVL3 paper's model table, in billions.
 PUBLISHED_B = {"internvl3-1b": 0.9, "internvl3-8b": 8.1, "internvl3-78b": 78.4}
 # The paper's 8.1B for InternVL3-8B is more than its parts: InternViT-300M (0.30B) + projector (0.03B)
-# + Qwen2.5-7B (7.61B) is 7.94B, which is also what the Hugging Face hub shows for the checkpoint.
-# That size is checked to within 2% instead of by its rounding; the others match to one decimal.
+# + Qwen2.5-7B (7.61B, from its architecture) is 7.94B. 8.1B is the size InternVL2-8B's model card
+# gives, whose language model is InternLM2.5-7B; the InternVL3 table may carry it over. That size is
+# checked to within 2% instead of by its rounding; the others match to one decimal.
 WITHIN_2_PERCENT = {"internvl3-8b"}
 
 

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxlab.moe.models.config import COMPUTE_DTYPES
+from jaxlab.models.hf_common import COMPUTE_DTYPES
 
 MODEL_TYPE = "qwen2"
 HF_MODEL_CLASS = "Qwen2ForCausalLM"

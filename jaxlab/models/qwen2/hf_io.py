@@ -17,12 +17,8 @@ atomic directory replacement are those of `jaxlab.moe.models`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -31,16 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxlab.models import hf_common, safetensors_io
 from jaxlab.models.qwen2.config import Qwen2Config
 from jaxlab.models.qwen2.model import Qwen2LM
-from jaxlab.moe.models import safetensors_io
-from jaxlab.moe.models.config import COMPUTE_DTYPES
-from jaxlab.moe.models.hf_io import _replace_dir
 from jaxlab.moe.models.hf_mapping import Rule, from_param, to_param
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
-from jaxlab.models.hf_common import check_param_tree, has_export_marker
 
-CONFIG_NAME = "config.json"
+CONFIG_NAME = hf_common.CONFIG_NAME
 # Marks files written by `save_pretrained`, so a later export may replace them without overwrite=True.
 EXPORT_MARKER = ("jaxlab_export", "Qwen2LM")
 _FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
@@ -79,18 +72,6 @@ def _is_ignored(config: Qwen2Config, name: str) -> bool:
   return bool(_IGNORED.search(name)) or (config.tie_word_embeddings and name == "lm_head.weight")
 
 
-def _dtype_name(dtype, config_dtype: str | None) -> str:
-  if dtype is None:
-    return config_dtype if config_dtype in COMPUTE_DTYPES else "float32"
-  try:
-    name = jnp.dtype(dtype).name
-  except TypeError:
-    name = None
-  if name not in COMPUTE_DTYPES:
-    raise ValueError(f"dtype must be one of {COMPUTE_DTYPES} (or None), got {dtype!r}")
-  return name
-
-
 def _check_checkpoint(config: Qwen2Config, checkpoint: safetensors_io.Checkpoint, where: str) -> list[Rule]:
   """The rules to load; raises listing every missing / unexpected tensor, or every bad shape or dtype."""
   plan = hf_rules(config)
@@ -121,18 +102,6 @@ def _abstract_params(config: Qwen2Config):
   return jax.eval_shape(Qwen2LM(config).init, jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
 
 
-def _set(tree: dict, path: tuple[str, ...], value) -> None:
-  for key in path[:-1]:
-    tree = tree.setdefault(key, {})
-  tree[path[-1]] = value
-
-
-def _get(tree, path: tuple[str, ...]):
-  for key in path:
-    tree = tree[key]
-  return tree
-
-
 def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[Qwen2Config, dict[str, Any]]:
   """Reads a transformers Qwen2 / Qwen2.5 checkpoint directory into `Qwen2LM` params.
 
@@ -153,48 +122,33 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[Qw
       shape that does not match the config (tensor named), a bad dtype, or rules without a mesh.
   """
   directory = os.fspath(directory)
-  config_path = os.path.join(directory, CONFIG_NAME)
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
-  if rules is not None and mesh is None:
-    raise ValueError("rules= needs mesh=")
-  with open(config_path) as f:
-    hf_config = json.load(f)
-  name = _dtype_name(dtype, hf_config.get("dtype", hf_config.get("torch_dtype")))
+  hf_config = hf_common.read_config_json(directory, mesh=mesh, rules=rules)
+  name = hf_common.resolve_dtype(dtype, hf_config)
   config = Qwen2Config.from_hf_dict(hf_config, dtype=name)
   checkpoint = safetensors_io.Checkpoint(directory)
   plan = _check_checkpoint(config, checkpoint, f"checkpoint {directory}")
-  shardings = None
+  shardings = {}
   if mesh is not None:
     rules = logical_rules(tuple(PRESETS)) if rules is None else rules
-    shardings = logical_to_shardings(_abstract_params(config), mesh, rules)
+    shardings = traverse_util.flatten_dict(logical_to_shardings(_abstract_params(config), mesh, rules))
   np_dtype = jnp.dtype(name)
-  params: dict[str, Any] = {}
+  params = {}
   for rule in plan:
     host = np.ascontiguousarray(to_param(rule, [checkpoint.read(rule.names[0])]), dtype=np_dtype)
-    if shardings is None:
-      value = jnp.asarray(host)
-    else:
-      value = jax.make_array_from_callback(host.shape, _get(shardings, rule.path), lambda index, h=host: h[index])
-    _set(params, rule.path, value)
-  return config, params
+    params[rule.path] = hf_common.place(host, shardings.get(rule.path))
+  return config, traverse_util.unflatten_dict(params)
 
 
 def _check_params(config: Qwen2Config, params) -> dict[tuple[str, ...], Any]:
   """Flat {path: array} of `params`, checked against the config's tree (every problem listed)."""
-  if isinstance(params, Mapping) and set(params) == {"params"}:
-    params = params["params"]
-  if not isinstance(params, Mapping):
-    raise TypeError(f"params must be the Qwen2LM param dict, got {type(params).__name__}")
-  flat = traverse_util.flatten_dict(nn.unbox(dict(params)))
-  expected = traverse_util.flatten_dict(nn.unbox(_abstract_params(config)))
-  check_param_tree(flat, expected)
+  flat = hf_common.flat_params(params, "Qwen2LM")
+  hf_common.check_param_tree(flat, traverse_util.flatten_dict(nn.unbox(_abstract_params(config))))
   return flat
 
 
 def is_export(directory) -> bool:
   """`directory` holds a checkpoint written by `save_pretrained`."""
-  return has_export_marker(directory, EXPORT_MARKER)
+  return hf_common.has_export_marker(directory, EXPORT_MARKER)
 
 
 def save_pretrained(params, config: Qwen2Config, directory, *, overwrite: bool = False,
@@ -218,50 +172,23 @@ def save_pretrained(params, config: Qwen2Config, directory, *, overwrite: bool =
   """
   if not isinstance(config, Qwen2Config):
     raise TypeError(f"config must be a Qwen2Config, got {type(config).__name__}")
-  if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
-    raise ValueError(f"max_shard_bytes must be a positive int, got {max_shard_bytes!r}")
+  hf_common.check_shard_bytes(max_shard_bytes)
   hf_config = config.to_hf_dict()
-  directory = os.path.abspath(os.fspath(directory))
-  if os.path.exists(directory):
-    if not os.path.isdir(directory):
-      raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
-    if os.listdir(directory) and not overwrite and not is_export(directory):
-      raise ValueError(
-          f"save_pretrained: {directory} is a non-empty directory that is not a jaxlab Qwen2 export; pass "
-          "overwrite=True to replace it"
-      )
+  directory = hf_common.prepare_export_dir(directory, overwrite=overwrite, marker=EXPORT_MARKER, what="Qwen2")
   flat = _check_params(config, params)
   plan = hf_rules(config)
   dtypes = {np.dtype(flat[rule.path].dtype).name for rule in plan}
   dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
   sizes = [(rule.path, int(np.prod(flat[rule.path].shape)) * np.dtype(flat[rule.path].dtype).itemsize)
            for rule in plan]
-  shards = safetensors_io.shard_names(sizes, max_shard_bytes)
   rule_of = {rule.path: rule for rule in plan}
 
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
-  try:
-    with open(os.path.join(tmp, CONFIG_NAME), "w") as f:
-      json.dump(dict(hf_config, dtype=dtype, torch_dtype=dtype), f, indent=2, sort_keys=True)
-    metadata = {"format": "pt", EXPORT_MARKER[0]: EXPORT_MARKER[1]}
-    weight_map, total = {}, 0
-    for index, shard in enumerate(shards):
-      file_name = (safetensors_io.SINGLE_NAME if len(shards) == 1
-                   else f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors")
-      tensors = {}
-      for param_path in shard:
-        rule = rule_of[param_path]
-        tensors.update(zip(rule.names, from_param(rule, np.asarray(jax.device_get(flat[param_path])))))
-      safetensors_io.write_file(os.path.join(tmp, file_name), tensors, metadata)
-      total += sum(t.nbytes for t in tensors.values())
-      weight_map.update({name: file_name for name in tensors})
-    if len(shards) > 1:
-      index_json = {"metadata": {"total_size": total, EXPORT_MARKER[0]: EXPORT_MARKER[1]}, "weight_map": weight_map}
-      with open(os.path.join(tmp, safetensors_io.INDEX_NAME), "w") as f:
-        json.dump(index_json, f, indent=2, sort_keys=True)
-    _replace_dir(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  def shard_tensors(paths):
+    tensors = {}
+    for path in paths:
+      rule = rule_of[path]
+      tensors.update(zip(rule.names, from_param(rule, np.asarray(jax.device_get(flat[path])))))
+    return tensors
+
+  shards = [lambda paths=paths: shard_tensors(paths) for paths in safetensors_io.shard_names(sizes, max_shard_bytes)]
+  hf_common.write_checkpoint(directory, dict(hf_config, dtype=dtype, torch_dtype=dtype), shards, EXPORT_MARKER)

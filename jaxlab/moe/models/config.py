@@ -12,8 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from jaxlab.models.hf_common import COMPUTE_DTYPES
+
 ARCHITECTURES = ("mixtral", "qwen2_moe", "qwen3_moe")
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 _HF_CLASS = {
     "mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",

@@ -10,11 +10,7 @@ transformers version loads, into a temporary directory that then replaces the ta
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -23,29 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxlab.moe.models import hf_mapping, safetensors_io
-from jaxlab.moe.models.config import COMPUTE_DTYPES, MoELMConfig
+from jaxlab.models import hf_common, safetensors_io
+from jaxlab.moe.models import hf_mapping
+from jaxlab.moe.models.config import MoELMConfig
 from jaxlab.moe.models.decoder import MoEDecoderLM
 from jaxlab.quant import ExpertWeights
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
-from jaxlab.models.hf_common import check_param_tree, has_export_marker
 
-CONFIG_NAME = "config.json"
+CONFIG_NAME = hf_common.CONFIG_NAME
 # Marks files written by `save_pretrained`, so a later export may replace them without overwrite=True.
 EXPORT_MARKER = ("jaxlab_export", "MoEDecoderLM")
 _FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
-
-
-def _dtype_name(dtype, config_dtype: str | None) -> str:
-  if dtype is None:
-    return config_dtype if config_dtype in COMPUTE_DTYPES else "float32"
-  try:
-    name = jnp.dtype(dtype).name
-  except TypeError:
-    name = None
-  if name not in COMPUTE_DTYPES:
-    raise ValueError(f"dtype must be one of {COMPUTE_DTYPES} (or None), got {dtype!r}")
-  return name
 
 
 def _plan(config: MoELMConfig, checkpoint: safetensors_io.Checkpoint, where: str):
@@ -89,18 +73,6 @@ def _plan(config: MoELMConfig, checkpoint: safetensors_io.Checkpoint, where: str
   return plan, present
 
 
-def _set(tree: dict, path: tuple[str, ...], value) -> None:
-  for key in path[:-1]:
-    tree = tree.setdefault(key, {})
-  tree[path[-1]] = value
-
-
-def _get(tree, path: tuple[str, ...]):
-  for key in path:
-    tree = tree[key]
-  return tree
-
-
 def _abstract_params(config: MoELMConfig):
   """The boxed param tree's shapes (no allocation); the single-device MoE path, whatever mesh is set."""
   model = MoEDecoderLM(dataclasses.replace(config, expert_parallel=False))
@@ -127,56 +99,39 @@ def load_pretrained(path, *, dtype=None, mesh=None, rules=None) -> tuple[MoELMCo
       shape that does not match the config (tensor named), or a bad dtype.
   """
   path = os.fspath(path)
-  config_path = os.path.join(path, CONFIG_NAME)
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"{path} has no {CONFIG_NAME}")
-  with open(config_path) as f:
-    hf_config = json.load(f)
-  name = _dtype_name(dtype, hf_config.get("dtype", hf_config.get("torch_dtype")))
+  hf_config = hf_common.read_config_json(path, mesh=mesh, rules=rules)
+  name = hf_common.resolve_dtype(dtype, hf_config)
   config = MoELMConfig.from_hf_dict(hf_config, dtype=name)
-  if rules is not None and mesh is None:
-    raise ValueError("rules= needs mesh=")
   checkpoint = safetensors_io.Checkpoint(path)
   plan, present = _plan(config, checkpoint, f"checkpoint {path}")
-  shardings = None
+  shardings = {}
   if mesh is not None:
     rules = logical_rules(tuple(PRESETS)) if rules is None else rules
-    shardings = logical_to_shardings(_abstract_params(config), mesh, rules)
+    shardings = traverse_util.flatten_dict(logical_to_shardings(_abstract_params(config), mesh, rules))
   np_dtype = jnp.dtype(name)
-  params: dict[str, Any] = {}
+  params = {}
   for rule in plan:
     host = hf_mapping.to_param(rule, [checkpoint.read(present[n]) for n in rule.names])
-    host = np.ascontiguousarray(host, dtype=np_dtype)
-    if shardings is None:
-      value = jnp.asarray(host)
-    else:
-      sharding = _get(shardings, rule.path)
-      value = jax.make_array_from_callback(host.shape, sharding, lambda index, h=host: h[index])
-    _set(params, rule.path, value)
-  return config, params
+    params[rule.path] = hf_common.place(np.ascontiguousarray(host, dtype=np_dtype), shardings.get(rule.path))
+  return config, traverse_util.unflatten_dict(params)
 
 
 def _check_params(config: MoELMConfig, params) -> dict[tuple[str, ...], Any]:
   """Flat {path: array} of `params`, checked against the config's tree (every problem listed)."""
-  if isinstance(params, Mapping) and set(params) == {"params"}:
-    params = params["params"]
-  if not isinstance(params, Mapping):
-    raise TypeError(f"params must be the MoEDecoderLM param dict, got {type(params).__name__}")
-  flat = traverse_util.flatten_dict(nn.unbox(dict(params)))
+  flat = hf_common.flat_params(params, "MoEDecoderLM")
   quantized = ["/".join(k) for k, v in flat.items() if isinstance(v, ExpertWeights)]
   if quantized:
     raise TypeError(
         f"save_pretrained writes float tensors; {quantized} are ExpertWeights "
         "(dequantize them first, e.g. jaxlab.quant.dequantize_experts)"
     )
-  expected = traverse_util.flatten_dict(nn.unbox(_abstract_params(config)))
-  check_param_tree(flat, expected)
+  hf_common.check_param_tree(flat, traverse_util.flatten_dict(nn.unbox(_abstract_params(config))))
   return flat
 
 
 def is_export(path: str) -> bool:
   """`path` holds a checkpoint written by `save_pretrained`."""
-  return has_export_marker(path, EXPORT_MARKER)
+  return hf_common.has_export_marker(path, EXPORT_MARKER)
 
 
 def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = False,
@@ -200,69 +155,23 @@ def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = Fals
   """
   if not isinstance(config, MoELMConfig):
     raise TypeError(f"config must be a MoELMConfig, got {type(config).__name__}")
-  if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
-    raise ValueError(f"max_shard_bytes must be a positive int, got {max_shard_bytes!r}")
-  path = os.path.abspath(os.fspath(path))
-  if os.path.exists(path):
-    if not os.path.isdir(path):
-      raise ValueError(f"save_pretrained: {path} exists and is not a directory")
-    if os.listdir(path) and not overwrite and not is_export(path):
-      raise ValueError(
-          f"save_pretrained: {path} is a non-empty directory that is not a jaxlab export; pass overwrite=True to "
-          "replace it"
-      )
+  hf_common.check_shard_bytes(max_shard_bytes)
+  path = hf_common.prepare_export_dir(path, overwrite=overwrite, marker=EXPORT_MARKER, what="MoE")
   flat = _check_params(config, params)
   plan = hf_mapping.rules(config)
   dtypes = {np.dtype(flat[rule.path].dtype).name for rule in plan}
   dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
   sizes = [(rule.path, int(np.prod(flat[rule.path].shape)) * np.dtype(flat[rule.path].dtype).itemsize)
            for rule in plan]
-  shards = safetensors_io.shard_names(sizes, max_shard_bytes)
   rule_of = {rule.path: rule for rule in plan}
 
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-  try:
-    hf_config = dict(config.to_hf_dict(), dtype=dtype, torch_dtype=dtype)
-    with open(os.path.join(tmp, CONFIG_NAME), "w") as f:
-      json.dump(hf_config, f, indent=2, sort_keys=True)
-    metadata = {"format": "pt", EXPORT_MARKER[0]: EXPORT_MARKER[1]}
-    weight_map, total = {}, 0
-    for index, shard in enumerate(shards):
-      file_name = (safetensors_io.SINGLE_NAME if len(shards) == 1
-                   else f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors")
-      tensors = {}
-      for param_path in shard:
-        rule = rule_of[param_path]
-        host = np.asarray(jax.device_get(flat[param_path]))
-        tensors.update(zip(rule.names, hf_mapping.from_param(rule, host)))
-      safetensors_io.write_file(os.path.join(tmp, file_name), tensors, metadata)
-      total += sum(t.nbytes for t in tensors.values())
-      weight_map.update({name: file_name for name in tensors})
-      del tensors
-    if len(shards) > 1:
-      index_metadata = {"total_size": total, EXPORT_MARKER[0]: EXPORT_MARKER[1]}
-      index_json = {"metadata": index_metadata, "weight_map": weight_map}
-      with open(os.path.join(tmp, safetensors_io.INDEX_NAME), "w") as f:
-        json.dump(index_json, f, indent=2, sort_keys=True)
-    _replace_dir(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  def shard_tensors(param_paths):
+    tensors = {}
+    for param_path in param_paths:
+      rule = rule_of[param_path]
+      tensors.update(zip(rule.names, hf_mapping.from_param(rule, np.asarray(jax.device_get(flat[param_path])))))
+    return tensors
 
-
-def _replace_dir(new: str, path: str) -> None:
-  """Moves directory `new` to `path`, replacing what is there by renames (the old tree is deleted after)."""
-  if not os.path.exists(path):
-    os.rename(new, path)
-    return
-  old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
-  os.rmdir(old)
-  os.rename(path, old)
-  try:
-    os.rename(new, path)
-  except BaseException:
-    os.rename(old, path)
-    raise
-  shutil.rmtree(old, ignore_errors=True)
+  shards = [lambda paths=paths: shard_tensors(paths) for paths in safetensors_io.shard_names(sizes, max_shard_bytes)]
+  hf_config = dict(config.to_hf_dict(), dtype=dtype, torch_dtype=dtype)
+  hf_common.write_checkpoint(path, hf_config, shards, EXPORT_MARKER)

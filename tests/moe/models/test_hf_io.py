@@ -213,7 +213,7 @@ def test_save_replaces_only_exports_unless_overwrite(tmp_path):
   other = tmp_path / "notes"
   other.mkdir()
   (other / "README").write_text("keep me")
-  with pytest.raises(ValueError, match="not a jaxlab export.*overwrite=True"):
+  with pytest.raises(ValueError, match="not a jaxlab MoE export.*overwrite=True"):
     save_pretrained(params, config, other)
   assert (other / "README").read_text() == "keep me"
   save_pretrained(params, config, other, overwrite=True)
@@ -269,7 +269,7 @@ def test_load_onto_a_mesh_shards_by_logical_axes(tmp_path):
 
 
 def test_reader_agrees_with_safetensors_and_reads_bfloat16(tmp_path):
-  from jaxlab.moe.models.safetensors_io import SafetensorsFile
+  from jaxlab.models.safetensors_io import SafetensorsFile
 
   rng = np.random.default_rng(4)
   tensors = {"a": rng.normal(size=(3, 5)).astype(np.float32), "b": rng.normal(size=(7,)).astype(np.float16)}
@@ -278,7 +278,7 @@ def test_reader_agrees_with_safetensors_and_reads_bfloat16(tmp_path):
   for name, value in tensors.items():
     np.testing.assert_array_equal(reader.read(name), value)
     assert reader.read(name).dtype == value.dtype
-  from jaxlab.moe.models.safetensors_io import write_file
+  from jaxlab.models.safetensors_io import write_file
   bf16 = rng.normal(size=(4, 2)).astype(ml_dtypes.bfloat16)
   write_file(tmp_path / "y.safetensors", {"w": bf16}, {"format": "pt"})
   reader = SafetensorsFile(tmp_path / "y.safetensors")
