@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxlab.models import hf_config
 from jaxlab.models.hf_common import COMPUTE_DTYPES
 
 MODEL_TYPE = "qwen2"
@@ -104,16 +105,16 @@ class Qwen2Config:
       raise TypeError(f"from_hf_dict needs a config.json dict, got {type(d).__name__}")
     if d.get("model_type") != MODEL_TYPE:
       raise ValueError(f"config.json model_type={d.get('model_type')!r} is not supported (only {MODEL_TYPE!r})")
-    _check_supported(d)
+    hf_config.check_supported(d, sliding_window_key="use_sliding_window")
     fields: dict[str, Any] = dict(
-        vocab_size=_required(d, "vocab_size"),
-        hidden_size=_required(d, "hidden_size"),
-        intermediate_size=_required(d, "intermediate_size"),
-        num_hidden_layers=_required(d, "num_hidden_layers"),
-        num_attention_heads=_required(d, "num_attention_heads"),
+        vocab_size=hf_config.required_int(d, "vocab_size"),
+        hidden_size=hf_config.required_int(d, "hidden_size"),
+        intermediate_size=hf_config.required_int(d, "intermediate_size"),
+        num_hidden_layers=hf_config.required_int(d, "num_hidden_layers"),
+        num_attention_heads=hf_config.required_int(d, "num_attention_heads"),
         num_key_value_heads=d.get("num_key_value_heads"),
         head_dim=d.get("head_dim"),
-        rope_theta=float(_rope_theta(d)),
+        rope_theta=hf_config.rope_theta(d, _DEFAULT_THETA),
         rms_norm_eps=float(d.get("rms_norm_eps", _DEFAULT_EPS)),
         max_position_embeddings=int(d.get("max_position_embeddings", _DEFAULT_MAX_POSITIONS)),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
@@ -167,45 +168,3 @@ def _check_positive_int(name: str, value) -> None:
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
     raise ValueError(f"Qwen2Config.{name} must be a positive int, got {value!r}")
 
-
-def _required(d: Mapping[str, Any], key: str) -> int:
-  if d.get(key) is None:
-    raise ValueError(f"config.json of model_type={MODEL_TYPE!r} lacks {key!r}")
-  value = d[key]
-  if isinstance(value, bool) or not isinstance(value, int):
-    raise ValueError(f"config.json {key!r} must be an int, got {value!r}")
-  return value
-
-
-def _rope_theta(d: Mapping[str, Any]) -> float:
-  params = d.get("rope_parameters") or {}
-  return params.get("rope_theta", d.get("rope_theta", _DEFAULT_THETA))
-
-
-def _check_supported(d: Mapping[str, Any]) -> None:
-  """Raises ValueError naming the first config.json key that Qwen2LM would not compute as transformers does."""
-  act = d.get("hidden_act", "silu")
-  if act != "silu":
-    raise ValueError(f"config.json hidden_act={act!r} is not supported (only 'silu')")
-  for key in ("rope_scaling", "rope_parameters"):
-    rope = d.get(key)
-    if rope is None:
-      continue
-    if not isinstance(rope, Mapping):
-      raise ValueError(f"config.json {key}={rope!r} is not supported (expected a dict)")
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-      raise ValueError(f"config.json {key} rope_type={rope_type!r} is not supported (only unscaled 'default' RoPE)")
-    extra = sorted(set(rope) - {"rope_type", "type", "rope_theta"})
-    if extra:
-      raise ValueError(f"config.json {key} has unsupported entries {extra}")
-  if d.get("partial_rotary_factor", 1.0) != 1.0:
-    raise ValueError(f"config.json partial_rotary_factor={d['partial_rotary_factor']!r} is not supported (only 1.0)")
-  if d.get("use_sliding_window", False):
-    raise ValueError(
-        f"config.json use_sliding_window=true (sliding_window={d.get('sliding_window')!r}) is not supported "
-        "(sliding-window attention)"
-    )
-  layer_types = d.get("layer_types")
-  if layer_types and any(t != "full_attention" for t in layer_types):
-    raise ValueError(f"config.json layer_types={layer_types!r} is not supported (only 'full_attention')")

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from jaxlab.models import hf_config
 from jaxlab.models.hf_common import COMPUTE_DTYPES
 
 ARCHITECTURES = ("mixtral", "qwen2_moe", "qwen3_moe")
@@ -152,18 +153,18 @@ class MoELMConfig:
           f"config.json model_type={arch!r} is not supported; supported model_type values: {ARCHITECTURES}"
       )
     _check_supported(d, arch)
-    num_heads = _required(d, "num_attention_heads")
-    hidden = _required(d, "hidden_size")
+    num_heads = hf_config.required_int(d, "num_attention_heads")
+    hidden = hf_config.required_int(d, "hidden_size")
     fields: dict[str, Any] = dict(
         architecture=arch,
-        vocab_size=_required(d, "vocab_size"),
+        vocab_size=hf_config.required_int(d, "vocab_size"),
         hidden_size=hidden,
-        num_layers=_required(d, "num_hidden_layers"),
+        num_layers=hf_config.required_int(d, "num_hidden_layers"),
         num_heads=num_heads,
         num_kv_heads=d.get("num_key_value_heads") or num_heads,
         head_dim=d.get("head_dim") or hidden // num_heads,
-        top_k=_required(d, "num_experts_per_tok"),
-        rope_theta=float(_rope_theta(d, arch)),
+        top_k=hf_config.required_int(d, "num_experts_per_tok"),
+        rope_theta=hf_config.rope_theta(d, _DEFAULT_THETA[arch]),
         rms_norm_eps=float(d.get("rms_norm_eps", _DEFAULT_EPS[arch])),
         max_position_embeddings=int(d.get("max_position_embeddings", 32768)),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
@@ -174,8 +175,8 @@ class MoELMConfig:
       fields["dtype"] = dtype
     if arch == "mixtral":
       fields.update(
-          num_experts=_required(d, "num_local_experts"),
-          moe_intermediate_size=_required(d, "intermediate_size"),
+          num_experts=hf_config.required_int(d, "num_local_experts"),
+          moe_intermediate_size=hf_config.required_int(d, "intermediate_size"),
           norm_topk_prob=True,
       )
     else:
@@ -183,8 +184,8 @@ class MoELMConfig:
       # transformers 5 writes Qwen3-MoE's expert count as num_local_experts (an alias of num_experts).
       experts_key = "num_experts" if d.get("num_experts") is not None else "num_local_experts"
       fields.update(
-          num_experts=_required(d, experts_key),
-          moe_intermediate_size=_required(d, "moe_intermediate_size"),
+          num_experts=hf_config.required_int(d, experts_key),
+          moe_intermediate_size=hf_config.required_int(d, "moe_intermediate_size"),
           norm_topk_prob=bool(d.get("norm_topk_prob", False)),
           intermediate_size=int(d.get("intermediate_size") or 0),
           mlp_only_layers=tuple(d.get("mlp_only_layers") or ()),
@@ -261,53 +262,8 @@ class MoELMConfig:
     return d
 
 
-def _required(d: Mapping[str, Any], key: str) -> int:
-  if key not in d or d[key] is None:
-    raise ValueError(f"config.json of model_type={d.get('model_type')!r} lacks {key!r}")
-  value = d[key]
-  if isinstance(value, bool) or not isinstance(value, int):
-    raise ValueError(f"config.json {key!r} must be an int, got {value!r}")
-  return value
-
-
-def _rope_theta(d: Mapping[str, Any], arch: str) -> float:
-  params = d.get("rope_parameters") or {}
-  return params.get("rope_theta", d.get("rope_theta", _DEFAULT_THETA[arch]))
-
-
 def _check_supported(d: Mapping[str, Any], arch: str) -> None:
   """Raises ValueError naming the first config.json key that jaxlab would not compute as transformers does."""
-  act = d.get("hidden_act", "silu")
-  if act != "silu":
-    raise ValueError(f"config.json hidden_act={act!r} is not supported (only 'silu')")
-  for key in ("rope_scaling", "rope_parameters"):
-    rope = d.get(key)
-    if rope is None:
-      continue
-    if not isinstance(rope, Mapping):
-      raise ValueError(f"config.json {key}={rope!r} is not supported (expected a dict)")
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type != "default":
-      raise ValueError(
-          f"config.json {key} rope_type={rope_type!r} is not supported (only unscaled 'default' RoPE)"
-      )
-    extra = sorted(set(rope) - {"rope_type", "type", "rope_theta"})
-    if extra:
-      raise ValueError(f"config.json {key} has unsupported entries {extra}")
-  if d.get("partial_rotary_factor", 1.0) != 1.0:
-    raise ValueError(
-        f"config.json partial_rotary_factor={d['partial_rotary_factor']!r} is not supported (only 1.0)"
-    )
-  if arch == "mixtral":
-    if d.get("sliding_window") is not None:
-      raise ValueError(
-          f"config.json sliding_window={d['sliding_window']!r} is not supported (sliding-window attention)"
-      )
-  else:
-    if d.get("use_sliding_window", False):
-      raise ValueError("config.json use_sliding_window=true is not supported (sliding-window attention)")
-    layer_types = d.get("layer_types")
-    if layer_types and any(t != "full_attention" for t in layer_types):
-      raise ValueError(f"config.json layer_types={layer_types!r} is not supported (only 'full_attention')")
+  hf_config.check_supported(d, sliding_window_key="sliding_window" if arch == "mixtral" else "use_sliding_window")
   if d.get("num_experts", 1) == 0 and arch != "mixtral":
     raise ValueError("config.json num_experts=0 (a dense model) is not supported")
