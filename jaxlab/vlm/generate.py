@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 import jax
 
 from jaxlab.models.qwen2 import generate as qwen2_generate
-from jaxlab.models.qwen2.model import Qwen2LM, _check_tokens
+from jaxlab.models.qwen2.generate import check_generation
+from jaxlab.models.qwen2.model import Qwen2LM, check_tokens
 from jaxlab.vlm.model import InternVLModel, check_image_tokens
 
 
@@ -59,7 +60,10 @@ def generate(
     raise TypeError(f"model must be an InternVLModel, got {type(model).__name__}")
   if isinstance(params, Mapping) and set(params) == {"params"}:
     params = params["params"]
-  _check_tokens(input_ids_bt, model.config.text.vocab_size)
+  check_tokens(input_ids_bt, model.config.text.vocab_size)
+  # Every decoding argument is checked before the vision tower runs.
+  check_generation(model.config.text, input_ids_bt.shape[1], max_new_tokens=max_new_tokens, method=method,
+                   temperature=temperature, top_p=top_p, eos_id=eos_id, pad_id=pad_id, key=key)
   if pixels_nhwc is not None:
     check_image_tokens(model.config, input_ids_bt, pixels_nhwc)
   embeds_btd = _prompt_embeds(model, params, input_ids_bt, pixels_nhwc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 
 import flax.linen as nn
@@ -114,6 +115,21 @@ def test_generation_with_and_without_cache_agree_and_follow_the_logits():
   logits, _ = _forward({"params": params}, ids, _pixels(2), attention_mask_bt=mask)
   np.testing.assert_array_equal(with_cache[:, 0], np.argmax(logits[:, -1], axis=-1))
   assert len(set(np.asarray(with_cache).ravel().tolist())) > 1  # Not a constant sequence.
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(max_new_tokens=0), "max_new_tokens"), (dict(max_new_tokens=4, method="beam"), "method"),
+    (dict(max_new_tokens=4, method="sample"), "key"), (dict(max_new_tokens=4, pad_id=48), "pad_id")])
+def test_generation_arguments_are_checked_before_the_vision_tower_runs(monkeypatch, kwargs, match):
+  generate_module = importlib.import_module("jaxlab.vlm.generate")  # jaxlab.vlm.generate is also the function.
+
+  def vision_must_not_run(*args, **kw):
+    raise AssertionError("the prompt embeddings were computed before the arguments were checked")
+
+  monkeypatch.setattr(generate_module, "_prompt_embeds", vision_must_not_run)
+  ids, mask = _prompt()
+  with pytest.raises(ValueError, match=match):
+    vlm_generate(MODEL, {"vision_tower": {}, "projector": {}, "language_model": {}}, ids, _pixels(2), mask, **kwargs)
 
 
 def test_config_round_trips_and_refuses_unsupported_options():

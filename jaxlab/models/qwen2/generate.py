@@ -108,11 +108,34 @@ def generate(
   if isinstance(params, Mapping) and set(params) == {"params"}:
     params = params["params"]
   b, t = _check_inputs(config, prompt_tokens_bt, inputs_embeds_btd, positions_bt, prompt_mask_bt)
+  eos_ids = check_generation(config, t, max_new_tokens=max_new_tokens, method=method, temperature=temperature,
+                             top_p=top_p, eos_id=eos_id, pad_id=pad_id, key=key)
+  mask_bt = jnp.ones((b, t), bool) if prompt_mask_bt is None else jnp.asarray(prompt_mask_bt).astype(bool)
+  if not isinstance(mask_bt, _compat.Tracer):
+    _check_left_padded(np.asarray(mask_bt))
+  rank_bt = jnp.maximum(jnp.cumsum(mask_bt, axis=1, dtype=jnp.int32) - 1, 0)
+  positions_bt = rank_bt if positions_bt is None else positions_bt
+  key = jax.random.key(0) if key is None else key
+  return _generate(
+      model, params, prompt_tokens_bt, inputs_embeds_btd, mask_bt, positions_bt, key,
+      jnp.float32(temperature), jnp.float32(top_p),
+      max_new_tokens=max_new_tokens, method=method, eos_ids=eos_ids, pad_id=pad_id, use_cache=bool(use_cache),
+  )
+
+
+def check_generation(config, prompt_length: int, *, max_new_tokens, method, temperature, top_p, eos_id, pad_id,
+                     key) -> tuple[int, ...]:
+  """Checks the decoding arguments of `generate` for a prompt of `prompt_length` tokens; returns the eos ids.
+
+  Raises ValueError naming the argument: max_new_tokens not a positive int or past
+  config.max_position_embeddings with the prompt, an unknown method, sampling without a key or
+  with a bad temperature / top_p, eos or pad ids outside the vocabulary.
+  """
   if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-  if t + max_new_tokens > config.max_position_embeddings:
+  if prompt_length + max_new_tokens > config.max_position_embeddings:
     raise ValueError(
-        f"prompt length {t} + max_new_tokens {max_new_tokens} exceeds config.max_position_embeddings="
+        f"prompt length {prompt_length} + max_new_tokens {max_new_tokens} exceeds config.max_position_embeddings="
         f"{config.max_position_embeddings}"
     )
   if method not in METHODS:
@@ -127,17 +150,7 @@ def generate(
   eos_ids = _eos_ids(eos_id, config.vocab_size)
   if isinstance(pad_id, bool) or not isinstance(pad_id, int) or not 0 <= pad_id < config.vocab_size:
     raise ValueError(f"pad_id must be a token id in [0, {config.vocab_size}), got {pad_id!r}")
-  mask_bt = jnp.ones((b, t), bool) if prompt_mask_bt is None else jnp.asarray(prompt_mask_bt).astype(bool)
-  if not isinstance(mask_bt, _compat.Tracer):
-    _check_left_padded(np.asarray(mask_bt))
-  rank_bt = jnp.maximum(jnp.cumsum(mask_bt, axis=1, dtype=jnp.int32) - 1, 0)
-  positions_bt = rank_bt if positions_bt is None else positions_bt
-  key = jax.random.key(0) if key is None else key
-  return _generate(
-      model, params, prompt_tokens_bt, inputs_embeds_btd, mask_bt, positions_bt, key,
-      jnp.float32(temperature), jnp.float32(top_p),
-      max_new_tokens=max_new_tokens, method=method, eos_ids=eos_ids, pad_id=pad_id, use_cache=bool(use_cache),
-  )
+  return eos_ids
 
 
 def _eos_ids(eos_id, vocab_size: int) -> tuple[int, ...]:

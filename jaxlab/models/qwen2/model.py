@@ -167,7 +167,7 @@ class Qwen2LM(nn.Module):
 
   def embed(self, tokens_bt: jax.Array) -> jax.Array:
     """[B, T] token ids -> [B, T, D] input embeddings in the compute dtype."""
-    _check_tokens(tokens_bt, self.config.vocab_size)
+    check_tokens(tokens_bt, self.config.vocab_size)
     return constrain(self.token_embed(tokens_bt), _BSE)
 
   def __call__(
@@ -265,7 +265,8 @@ def _shape(x) -> tuple[int, ...] | str:
   return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
 
 
-def _check_tokens(tokens_bt, vocab_size: int) -> None:
+def check_tokens(tokens_bt, vocab_size: int) -> None:
+  """Raises unless `tokens_bt` is a [B, T] integer array whose (concrete) ids lie in [0, vocab_size)."""
   if getattr(tokens_bt, "ndim", None) != 2:
     raise ValueError(f"tokens_bt must be a [B, T] integer array, got {_shape(tokens_bt)}")
   if not jnp.issubdtype(tokens_bt.dtype, jnp.integer):
@@ -282,7 +283,7 @@ def _check_inputs(config: Qwen2Config, tokens_bt, inputs_embeds_btd, positions_b
     raise ValueError("Qwen2LM needs exactly one of tokens_bt or inputs_embeds_btd, got "
                      f"{'both' if tokens_bt is not None else 'neither'}")
   if tokens_bt is not None:
-    _check_tokens(tokens_bt, config.vocab_size)
+    check_tokens(tokens_bt, config.vocab_size)
     b, t = tokens_bt.shape
   else:
     shape = _shape(inputs_embeds_btd)
