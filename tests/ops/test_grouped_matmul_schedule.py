@@ -14,7 +14,7 @@ def _valid_tiles(schedule):
   return [tuple(int(v) for v in column) for column in schedule[:, valid].T]
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(4))
 def test_schedule_matches_an_independent_enumeration(seed):
   rng = np.random.default_rng(seed)
   num_groups = int(rng.integers(1, 9))
