@@ -54,8 +54,21 @@ def with_frozen_vision(optimizer: optax.GradientTransformation, freeze: bool) ->
   return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels)
 
 
+def v2pe_deltas(config: ConfigDict) -> tuple[float | str | None, float | None]:
+  """(train, eval) `ShapesSource.v2pe_delta` of `config.data.v2pe`: "off", or "sample" (a delta per
+  image in training, `config.data.v2pe_eval_delta` at evaluation)."""
+  mode = config.data.v2pe
+  if mode == "off":
+    return None, None
+  if mode != "sample":
+    raise ValueError(f"config.data.v2pe must be 'off' or 'sample', got {mode!r}")
+  return "sample", float(config.data.v2pe_eval_delta)
+
+
 def answer_accuracy(model, params, source: ShapesSource, indices, *, batch_size: int = 32) -> dict:
-  """Greedy answers to the prompts of `source[indices]`; exact match of the answer words up to `<|im_end|>`."""
+  """Greedy answers to the prompts of `source[indices]`; exact match of the answer words up to `<|im_end|>`.
+
+  Records with V2PE positions are decoded from those positions."""
   vocab, p = source.vocab, source.prompt_length
   hits, examples = 0, []
   for start in range(0, len(indices), batch_size):
@@ -63,8 +76,9 @@ def answer_accuracy(model, params, source: ShapesSource, indices, *, batch_size:
     prompt_bt = jnp.asarray(batch["input_ids"][:, :p])
     pixels = jnp.asarray(batch["pixels"].reshape(-1, *batch["pixels"].shape[2:]))
     expected = [source.answer_ids(int(c), int(s)) for c, s in zip(batch["colour"], batch["shape"])]
+    positions = jnp.asarray(batch["positions"][:, :p]) if "positions" in batch else None
     out = np.asarray(vlm_generate(model, params, prompt_bt, pixels, max_new_tokens=max(map(len, expected)),
-                                  eos_id=vocab.im_end_id, pad_id=vocab.pad_id))
+                                  eos_id=vocab.im_end_id, pad_id=vocab.pad_id, positions_bt=positions))
     for row, want in zip(out, expected):
       got = list(row[:len(want)])
       hits += got == want
@@ -82,11 +96,14 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   k = round(1 / config.model.downsample_ratio)
   tokens_per_tile = (d.tile_size // config.model.patch_size // k) ** 2
   source_args = dict(tokens_per_tile=tokens_per_tile, min_fraction=d.min_fraction, max_fraction=d.max_fraction)
+  train_delta, eval_delta = v2pe_deltas(config)
+  fields = _FIELDS + (("positions",) if train_delta else ())
   train_source = ShapesSource(d.tile_size, seed=config.seed, length=config.train.num_steps * d.global_batch_size,
-                              **source_args)
-  eval_source = ShapesSource(d.tile_size, seed=config.seed + 1, length=d.num_eval, **source_args)
+                              v2pe_delta=train_delta, **source_args)
+  eval_source = ShapesSource(d.tile_size, seed=config.seed + 1, length=d.num_eval, v2pe_delta=eval_delta,
+                             **source_args)
   batches = build_batches(train_source, global_batch_size=d.global_batch_size, seed=config.seed,
-                          prefetch_threads=d.prefetch_threads, map_fn=lambda r: {f: r[f] for f in _FIELDS})
+                          prefetch_threads=d.prefetch_threads, map_fn=lambda r: {f: r[f] for f in fields})
 
   vocab = train_source.vocab
   seq_len = len(train_source[0]["input_ids"])
@@ -97,11 +114,14 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   shardings = {"input_ids": batch_sharding(mesh, rules, 2), "targets": batch_sharding(mesh, rules, 2),
                "loss_mask": batch_sharding(mesh, rules, 2), "pixels": batch_sharding(mesh, rules, 5)}
+  if "positions" in fields:
+    shardings["positions"] = batch_sharding(mesh, rules, 2)
 
   def loss_fn(params, batch, rng):
     del rng
     pixels = batch["pixels"].reshape(-1, *batch["pixels"].shape[2:])  # [B, 1, t, t, 3] -> [B, t, t, 3]
-    logits, _ = model.apply({"params": params}, batch["input_ids"], pixels)
+    # V2PE: float positions with each record's delta; absent, tokens are numbered 0, 1, ...
+    logits, _ = model.apply({"params": params}, batch["input_ids"], pixels, positions_bt=batch.get("positions"))
     return sft_loss(logits, batch["targets"], batch["loss_mask"], weighting=config.loss.weighting)
 
   with jax.set_mesh(mesh), axis_rules(rules):
@@ -112,7 +132,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     train_step = make_train_step(loss_fn, optimizer, state_shardings=state_shardings, batch_shardings=shardings)
 
-    eval_batch = stack_examples([{f: eval_source[i][f] for f in _FIELDS} for i in range(len(eval_source))])
+    eval_batch = stack_examples([{f: eval_source[i][f] for f in fields} for i in range(len(eval_source))])
 
     @jax.jit
     def eval_step(params):
@@ -128,7 +148,8 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     params = jax.device_get(result.state.params)
 
   accuracy = answer_accuracy(model, params, eval_source, list(range(len(eval_source))))
-  accuracy.update(step=result.final_step, weighting=config.loss.weighting, freeze_vision=config.model.freeze_vision)
+  accuracy.update(step=result.final_step, weighting=config.loss.weighting, freeze_vision=config.model.freeze_vision,
+                  v2pe=config.data.v2pe, v2pe_eval_delta=eval_delta)
   if jax.process_index() == 0:
     (workdir / "accuracy.json").write_text(json.dumps(accuracy, indent=2) + "\n")
   log.info("Exact-answer accuracy on %d held-out records: %.3f", accuracy["num_examples"], accuracy["answer_accuracy"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxlab.data.images.shapes import COLOURS, SHAPES, ShapesSource, ShapesVocab, draw_shape, unnormalize
+from jaxlab.vlm.v2pe import V2PE_DELTAS, v2pe_position_ids
 
 _RGB = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1)}
 
@@ -74,3 +75,26 @@ def test_vocab_round_trip_and_errors():
     vocab.encode("a purple square")
   with pytest.raises(ValueError, match="tile_size"):
     ShapesSource(4)
+
+
+def test_v2pe_positions_follow_each_records_delta():
+  plain = ShapesSource(28, seed=3, length=40)
+  sampled = ShapesSource(28, seed=3, length=40, v2pe_delta="sample")
+  deltas = set()
+  for i in range(40):
+    record, base = sampled[i], plain[i]
+    # The V2PE draw does not change the record's image or text.
+    np.testing.assert_array_equal(record["input_ids"], base["input_ids"])
+    np.testing.assert_array_equal(record["pixels"], base["pixels"])
+    delta = float(record["v2pe_delta"])
+    deltas.add(delta)
+    is_visual = record["input_ids"] == sampled.vocab.image_token_id
+    np.testing.assert_array_equal(record["positions"],
+                                  v2pe_position_ids(is_visual, np.where(is_visual, 0, -1), [delta]))
+    assert "positions" not in base
+  assert len(deltas) > 3 and deltas <= set(V2PE_DELTAS)
+  assert float(ShapesSource(28, seed=3, length=40, v2pe_delta="sample")[7]["v2pe_delta"]) == float(sampled[7]["v2pe_delta"])
+  fixed = ShapesSource(28, seed=3, length=2, v2pe_delta=1.0)[0]
+  np.testing.assert_array_equal(fixed["positions"], np.arange(len(fixed["input_ids"]), dtype=np.float32))
+  with pytest.raises(ValueError, match="v2pe_delta"):
+    ShapesSource(28, v2pe_delta=0.3)

@@ -49,3 +49,14 @@ def test_frozen_vision_tower_is_unchanged_by_a_whole_run(tmp_path):
   for a, b in zip(jax.tree.leaves(vision_1), jax.tree.leaves(vision_4)):
     assert bool(jnp.array_equal(a, b))
   assert any(not bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(language_1), jax.tree.leaves(language_4)))
+
+
+@pytest.mark.slow
+def test_v2pe_sampling_trains_and_decodes_from_fractional_positions(tmp_path):
+  config = apply_overrides(load_config("configs/vlm_sft.py:smoke"), {
+      "mesh.data": 1, "mesh.fsdp": -1, "data.v2pe": "sample", "data.v2pe_eval_delta": 0.25, "train.num_steps": 3,
+      "train.log_every": 1, "train.eval_every": 1000, "data.num_eval": 4, "checkpoint.async_save": False})
+  result = vlm_sft.run(config, tmp_path)
+  assert result.status == "completed" and result.final_step == 3
+  accuracy = json.loads((tmp_path / "accuracy.json").read_text())
+  assert accuracy["v2pe"] == "sample" and accuracy["v2pe_eval_delta"] == 0.25

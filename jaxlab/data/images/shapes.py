@@ -11,6 +11,8 @@ then the answer words and `<|im_end|>`. A record is
    (1 where the target is an answer word or <|im_end|>), "pixels": float32 [1, t, t, 3] ImageNet-
    normalized NHWC (one tile), "colour": int32, "shape": int32}
 
+plus, with `v2pe_delta`, "positions": float32 [T] V2PE positions of input_ids and "v2pe_delta".
+
 Every record has the same length, and the prompt is its first `prompt_length` ids.
 """
 
@@ -24,6 +26,7 @@ import numpy as np
 from jaxlab.vlm.chat_template import IM_END, IM_START, render_chat
 from jaxlab.vlm.image_tokens import IMG_CONTEXT, IMG_END, IMG_START, expand_image_tokens
 from jaxlab.vlm.tiling import IMAGENET_MEAN, IMAGENET_STD
+from jaxlab.vlm.v2pe import V2PE_DELTAS, sample_deltas, v2pe_position_ids
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue")
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
@@ -117,6 +120,7 @@ class ShapesSource:
       max_fraction: float = 0.8,
       seed: int = 0,
       length: int = 100_000,
+      v2pe_delta: float | str | None = None,
   ):
     """Args:
       tile_size: image side in pixels, >= 8.
@@ -124,6 +128,9 @@ class ShapesSource:
       min_fraction, max_fraction: shape size range as fractions of the tile, 0 < min <= max <= 1.
       seed: non-negative int; record i depends only on (seed, i).
       length: number of records, >= 1.
+      v2pe_delta: None: records carry no positions. A delta in `jaxlab.vlm.v2pe.V2PE_DELTAS`: each
+        record gets "positions", the V2PE positions of its input ids with that step for the image
+        tokens (inference). "sample": a delta drawn per record from (seed, i) (V2PE training).
     """
     for name, value, low in (("tile_size", tile_size, 8), ("tokens_per_tile", tokens_per_tile, 1),
                              ("seed", seed, 0), ("length", length, 1)):
@@ -131,8 +138,10 @@ class ShapesSource:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if not (0 < min_fraction <= max_fraction <= 1):
       raise ValueError(f"need 0 < min_fraction <= max_fraction <= 1, got {min_fraction!r}, {max_fraction!r}")
+    if not (v2pe_delta is None or v2pe_delta == "sample" or v2pe_delta in V2PE_DELTAS):
+      raise ValueError(f"v2pe_delta must be None, 'sample' or one of {V2PE_DELTAS}, got {v2pe_delta!r}")
     self._args = dict(tile_size=int(tile_size), tokens_per_tile=int(tokens_per_tile), min_fraction=float(min_fraction),
-                      max_fraction=float(max_fraction), seed=int(seed), length=int(length))
+                      max_fraction=float(max_fraction), seed=int(seed), length=int(length), v2pe_delta=v2pe_delta)
     self.vocab = ShapesVocab()
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
     prompt = expand_image_tokens(render_chat(messages), [1], tokens_per_tile=int(tokens_per_tile))
@@ -168,8 +177,20 @@ class ShapesSource:
     ids = np.asarray(self._prompt_ids + self.answer_ids(colour, shape), np.int32)
     mask = np.zeros(len(ids) - 1, np.float32)
     mask[self.prompt_length - 1:] = 1.0  # Targets from the first answer word to <|im_end|>.
-    return {"input_ids": ids[:-1], "targets": ids[1:], "loss_mask": mask, "pixels": normalize(image)[None],
-            "colour": np.array(colour, np.int32), "shape": np.array(shape, np.int32)}
+    record = {"input_ids": ids[:-1], "targets": ids[1:], "loss_mask": mask, "pixels": normalize(image)[None],
+              "colour": np.array(colour, np.int32), "shape": np.array(shape, np.int32)}
+    if a["v2pe_delta"] is not None:
+      record.update(self._v2pe(record["input_ids"], index))
+    return record
+
+  def _v2pe(self, input_ids_t: np.ndarray, index: int) -> dict[str, np.ndarray]:
+    """{"positions": [T] float32 V2PE positions, "v2pe_delta": the image's delta} of one record."""
+    delta = self._args["v2pe_delta"]
+    if delta == "sample":  # Its own stream: the record's image and text do not depend on it.
+      delta = float(sample_deltas(np.random.default_rng((self._args["seed"], int(index), 1)), 1)[0])
+    is_visual_t = input_ids_t == self.vocab.image_token_id
+    positions_t = v2pe_position_ids(is_visual_t, np.where(is_visual_t, 0, -1), [delta])
+    return {"positions": positions_t, "v2pe_delta": np.array(delta, np.float32)}
 
   def __getstate__(self) -> dict:
     return dict(self._args)
