@@ -121,6 +121,30 @@ def prepare_export_dir(directory, *, overwrite: bool, marker: tuple[str, str], w
   return directory
 
 
+def rule_shards(flat: Mapping[tuple[str, ...], Any], plan: Sequence[Any], max_shard_bytes: int,
+                from_param: Callable[[Any, np.ndarray], list[np.ndarray]]):
+  """(dtype name, shards for `write_checkpoint`) of params written by a plan of mapping rules.
+
+  Each rule (`path`, `names`) turns the parameter at `flat[path]` into the tensors `names` through
+  `from_param`; whole parameters go to a shard, and a shard's tensors are built when it is written.
+  The dtype is the parameters' common one, else float32.
+  """
+  dtypes = {np.dtype(flat[rule.path].dtype).name for rule in plan}
+  dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
+  sizes = [(rule.path, int(np.prod(flat[rule.path].shape)) * np.dtype(flat[rule.path].dtype).itemsize)
+           for rule in plan]
+  rule_of = {rule.path: rule for rule in plan}
+
+  def tensors_of(paths):
+    tensors = {}
+    for path in paths:
+      rule = rule_of[path]
+      tensors.update(zip(rule.names, from_param(rule, np.asarray(jax.device_get(flat[path])))))
+    return tensors
+
+  return dtype, [lambda paths=paths: tensors_of(paths) for paths in safetensors_io.shard_names(sizes, max_shard_bytes)]
+
+
 def write_checkpoint(directory: str, hf_config: Mapping[str, Any],
                      shards: Sequence[Callable[[], dict[str, np.ndarray]]], marker: tuple[str, str]) -> None:
   """Writes config.json and one safetensors file per shard, then swaps the result in for `directory`.

@@ -177,18 +177,5 @@ def save_pretrained(params, config: Qwen2Config, directory, *, overwrite: bool =
   directory = hf_common.prepare_export_dir(directory, overwrite=overwrite, marker=EXPORT_MARKER, what="Qwen2")
   flat = _check_params(config, params)
   plan = hf_rules(config)
-  dtypes = {np.dtype(flat[rule.path].dtype).name for rule in plan}
-  dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
-  sizes = [(rule.path, int(np.prod(flat[rule.path].shape)) * np.dtype(flat[rule.path].dtype).itemsize)
-           for rule in plan]
-  rule_of = {rule.path: rule for rule in plan}
-
-  def shard_tensors(paths):
-    tensors = {}
-    for path in paths:
-      rule = rule_of[path]
-      tensors.update(zip(rule.names, from_param(rule, np.asarray(jax.device_get(flat[path])))))
-    return tensors
-
-  shards = [lambda paths=paths: shard_tensors(paths) for paths in safetensors_io.shard_names(sizes, max_shard_bytes)]
+  dtype, shards = hf_common.rule_shards(flat, plan, max_shard_bytes, from_param)
   hf_common.write_checkpoint(directory, dict(hf_config, dtype=dtype, torch_dtype=dtype), shards, EXPORT_MARKER)

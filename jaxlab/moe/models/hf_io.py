@@ -159,19 +159,6 @@ def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = Fals
   path = hf_common.prepare_export_dir(path, overwrite=overwrite, marker=EXPORT_MARKER, what="MoE")
   flat = _check_params(config, params)
   plan = hf_mapping.rules(config)
-  dtypes = {np.dtype(flat[rule.path].dtype).name for rule in plan}
-  dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
-  sizes = [(rule.path, int(np.prod(flat[rule.path].shape)) * np.dtype(flat[rule.path].dtype).itemsize)
-           for rule in plan]
-  rule_of = {rule.path: rule for rule in plan}
-
-  def shard_tensors(param_paths):
-    tensors = {}
-    for param_path in param_paths:
-      rule = rule_of[param_path]
-      tensors.update(zip(rule.names, hf_mapping.from_param(rule, np.asarray(jax.device_get(flat[param_path])))))
-    return tensors
-
-  shards = [lambda paths=paths: shard_tensors(paths) for paths in safetensors_io.shard_names(sizes, max_shard_bytes)]
+  dtype, shards = hf_common.rule_shards(flat, plan, max_shard_bytes, hf_mapping.from_param)
   hf_config = dict(config.to_hf_dict(), dtype=dtype, torch_dtype=dtype)
   hf_common.write_checkpoint(path, hf_config, shards, EXPORT_MARKER)
