@@ -3,16 +3,17 @@
 Reading: `read_config_json` (config.json, with the mesh/rules argument check), `resolve_dtype`,
 `place` (a host array onto one device or into its shards). Writing: `flat_params` and
 `check_param_tree` (the caller's params against the config's tree), `prepare_export_dir` (never
-replaces a foreign directory without overwrite=True) and `write_checkpoint` (config.json plus
-safetensors shards written to a temporary sibling that then replaces the target).
+writes into a foreign directory without overwrite=True) and `write_checkpoint` (config.json plus
+safetensors shards, each written under a temporary name and renamed into place; no other file of
+the directory is touched, except stale shards of the same kind of export).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,9 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxlab import files
 from jaxlab.models import safetensors_io
+from jaxlab.models.hf_config import read_json_object
 
 CONFIG_NAME = "config.json"
+# The shard names transformers writes; a stale one is removed only if it carries the export's marker.
+_SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 # Parameter and compute dtypes a checkpoint may be loaded as.
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -34,7 +39,8 @@ def read_config_json(directory, *, mesh=None, rules=None) -> dict[str, Any]:
 
   Raises:
     FileNotFoundError: `directory` has no config.json.
-    ValueError: rules without a mesh.
+    ValueError: rules without a mesh; `hf_config.JSONFileError` (a ValueError) when config.json does
+      not parse (file, line and column named) or is not a JSON object.
   """
   directory = os.fspath(directory)
   config_path = os.path.join(directory, CONFIG_NAME)
@@ -42,8 +48,7 @@ def read_config_json(directory, *, mesh=None, rules=None) -> dict[str, Any]:
     raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
   if rules is not None and mesh is None:
     raise ValueError("rules= needs mesh=")
-  with open(config_path) as f:
-    return json.load(f)
+  return read_json_object(config_path)
 
 
 def resolve_dtype(dtype, hf_config: Mapping[str, Any]) -> str:
@@ -91,13 +96,17 @@ def check_param_tree(flat: dict[tuple[str, ...], Any], expected: dict[tuple[str,
     raise ValueError(f"params do not match the config: {wrong}")
 
 
+def export_kind(directory, key: str) -> str | None:
+  """The value under `key` in the checkpoint metadata of `directory` (which export wrote it), or None."""
+  try:
+    return safetensors_io.Checkpoint(directory).metadata.get(key)
+  except (OSError, ValueError):
+    return None
+
+
 def has_export_marker(directory, marker: tuple[str, str]) -> bool:
   """Whether `directory` holds safetensors whose metadata carries `marker` (key, value)."""
-  key, value = marker
-  try:
-    return safetensors_io.Checkpoint(directory).metadata.get(key) == value
-  except (OSError, ValueError):
-    return False
+  return export_kind(directory, marker[0]) == marker[1]
 
 
 def check_shard_bytes(max_shard_bytes) -> None:
@@ -106,18 +115,24 @@ def check_shard_bytes(max_shard_bytes) -> None:
 
 
 def prepare_export_dir(directory, *, overwrite: bool, marker: tuple[str, str], what: str) -> str:
-  """The absolute target path, after checking it may be replaced.
+  """The absolute target path, after checking that an export may be written into it.
 
   Raises ValueError when it is a file, or a non-empty directory that an earlier export (carrying
-  `marker`) did not write and `overwrite` is False. `what` names the export in the message.
+  `marker`) did not write and `overwrite` is False; the message says what the directory holds.
+  `what` names the export in the message.
   """
   directory = os.path.abspath(os.fspath(directory))
-  if os.path.exists(directory):
-    if not os.path.isdir(directory):
-      raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
-    if os.listdir(directory) and not overwrite and not has_export_marker(directory, marker):
-      raise ValueError(f"save_pretrained: {directory} is a non-empty directory that is not a jaxlab {what} export; "
-                       "pass overwrite=True to replace it")
+  if not os.path.exists(directory):
+    return directory
+  if not os.path.isdir(directory):
+    raise ValueError(f"save_pretrained: {directory} exists and is not a directory")
+  entries = sorted(os.listdir(directory))
+  if entries and not overwrite and not has_export_marker(directory, marker):
+    kind = export_kind(directory, marker[0])
+    holds = f"a jaxlab {kind} export" if kind else f"{entries[:5]}" + (" ..." if len(entries) > 5 else "")
+    raise ValueError(f"save_pretrained: {directory} is not a jaxlab {what} export (it holds {holds}); pass "
+                     "overwrite=True to write the export into it (config.json, model.safetensors, the index "
+                     "and its shards are replaced; other files are kept)")
   return directory
 
 
@@ -145,52 +160,145 @@ def rule_shards(flat: Mapping[tuple[str, ...], Any], plan: Sequence[Any], max_sh
   return dtype, [lambda paths=paths: tensors_of(paths) for paths in safetensors_io.shard_names(sizes, max_shard_bytes)]
 
 
+def shard_file_names(count: int) -> list[str]:
+  """model.safetensors for one shard, else transformers' model-0000i-of-0000n.safetensors names."""
+  if count == 1:
+    return [safetensors_io.SINGLE_NAME]
+  return [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+
+
+class _Staging:
+  """Files written under hidden temporary names in the target directory, renamed into place later.
+
+  Everything slow (tensors, JSON) is written before anything is renamed, so a failure while
+  writing leaves the directory as it was; `discard` removes what was written.
+  """
+
+  def __init__(self, directory: str):
+    self.directory = directory
+    self.paths: dict[str, str] = {}  # final name -> temporary path
+
+  def new_path(self, name: str) -> str:
+    """A fresh empty temporary file for `name` (mode from the umask, like any new file)."""
+    for _ in range(16):
+      path = os.path.join(self.directory, f".{name}.{secrets.token_hex(6)}.tmp")
+      try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+      except FileExistsError:
+        continue
+      self.paths[name] = path
+      return path
+    raise FileExistsError(f"could not create a temporary file for {name} in {self.directory}")
+
+  def write_safetensors(self, name: str, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
+    path = self.new_path(name)
+    safetensors_io.write_file(path, tensors, metadata)
+    fd = os.open(path, os.O_RDWR)
+    try:
+      os.fsync(fd)  # on disk before its name is published
+    finally:
+      os.close(fd)
+
+  def write_json(self, name: str, value: Mapping[str, Any]) -> None:
+    files.write_json(self.new_path(name), dict(value))
+
+  def publish(self, name: str) -> None:
+    """Renames the staged `name` over the directory's `name` (keeping a replaced file's permissions)."""
+    path = os.path.join(self.directory, name)
+    if os.path.isfile(path):
+      shutil.copymode(path, self.paths[name])
+    os.replace(self.paths.pop(name), path)
+
+  def discard(self) -> None:
+    for path in self.paths.values():
+      if os.path.exists(path):
+        os.unlink(path)
+    self.paths.clear()
+
+
+def _own_shards(directory: str, marker: tuple[str, str]) -> set[str]:
+  """Names of model-0000i-of-0000n.safetensors files in `directory` whose own metadata carries
+  `marker`: the shards of earlier exports of this kind, and no one else's."""
+  own = set()
+  for name in os.listdir(directory):
+    path = os.path.join(directory, name)
+    if not _SHARD_NAME.fullmatch(name) or not os.path.isfile(path):
+      continue
+    try:
+      if safetensors_io.SafetensorsFile(path).metadata.get(marker[0]) == marker[1]:
+        own.add(name)
+    except (OSError, ValueError):
+      continue  # not a safetensors file: not ours
+  return own
+
+
+def _remove(directory: str, name: str) -> None:
+  try:
+    os.unlink(os.path.join(directory, name))
+  except FileNotFoundError:
+    pass
+
+
+def _publish_weights(staging: _Staging, names: Sequence[str]) -> None:
+  """Renames the staged weight files into place so that a loader sees the old or the new weights, never a mix.
+
+  jaxlab reads the index when there is one, transformers reads model.safetensors when there is one:
+  the file a loader prefers is published (or removed) only once what it points to is in place. When
+  new shards take the names of old ones, the old index goes first: for those few renames the
+  directory holds no checkpoint, rather than an index that mixes old and new shards.
+  """
+  directory = staging.directory
+  index_path = os.path.join(directory, safetensors_io.INDEX_NAME)
+  if len(names) == 1:
+    staging.publish(safetensors_io.SINGLE_NAME)
+    _remove(directory, safetensors_io.INDEX_NAME)
+    return
+  if any(os.path.exists(os.path.join(directory, n)) for n in names) and os.path.exists(index_path):
+    os.unlink(index_path)  # the old index must never point at a shard that is already new
+  for name in names:
+    staging.publish(name)
+  staging.publish(safetensors_io.INDEX_NAME)
+  _remove(directory, safetensors_io.SINGLE_NAME)  # it would shadow the index for transformers
+
+
 def write_checkpoint(directory: str, hf_config: Mapping[str, Any],
                      shards: Sequence[Callable[[], dict[str, np.ndarray]]], marker: tuple[str, str]) -> None:
-  """Writes config.json and one safetensors file per shard, then swaps the result in for `directory`.
+  """Writes config.json and one safetensors file per shard into `directory` (created if missing).
 
   Each shard is a function returning its {tensor name: array}, called when that file is written,
   so only one shard's tensors are in host memory at a time. More than one shard gets
-  model-0000i-of-0000n names and an index; every file's metadata carries `marker`. Nothing is
-  left behind on failure, and `directory` is replaced only once everything is written.
+  model-0000i-of-0000n names and an index; every file's metadata carries `marker`.
+
+  Every file is first written under a hidden temporary name; only when all are written are they
+  renamed into place (shards, then the index, then config.json), so a failure while writing
+  leaves the previous export as it was. Afterwards, shards that an earlier export with the same
+  `marker` wrote and this one does not (another shard count) are removed, as is the single file or
+  index of the other layout. No other file in `directory` is touched.
   """
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+  created = not os.path.isdir(directory)
+  os.makedirs(directory, exist_ok=True)
+  names = shard_file_names(len(shards))
+  staging = _Staging(directory)
   try:
-    with open(os.path.join(tmp, CONFIG_NAME), "w") as f:
-      json.dump(dict(hf_config), f, indent=2, sort_keys=True)
     metadata = {"format": "pt", marker[0]: marker[1]}
     weight_map, total = {}, 0
-    for index, shard in enumerate(shards):
-      file_name = (safetensors_io.SINGLE_NAME if len(shards) == 1
-                   else f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors")
+    for file_name, shard in zip(names, shards):
       tensors = shard()
-      safetensors_io.write_file(os.path.join(tmp, file_name), tensors, metadata)
+      staging.write_safetensors(file_name, tensors, metadata)
       total += sum(t.nbytes for t in tensors.values())
       weight_map.update({name: file_name for name in tensors})
       del tensors
-    if len(shards) > 1:
-      index_json = {"metadata": {"total_size": total, marker[0]: marker[1]}, "weight_map": weight_map}
-      with open(os.path.join(tmp, safetensors_io.INDEX_NAME), "w") as f:
-        json.dump(index_json, f, indent=2, sort_keys=True)
-    replace_dir(tmp, directory)
+    if len(names) > 1:
+      index = {"metadata": {"total_size": total, marker[0]: marker[1]}, "weight_map": weight_map}
+      staging.write_json(safetensors_io.INDEX_NAME, index)
+    staging.write_json(CONFIG_NAME, hf_config)
+    stale = _own_shards(directory, marker) - set(names)
+    _publish_weights(staging, names)
+    staging.publish(CONFIG_NAME)
   except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
+    staging.discard()
+    if created and not os.listdir(directory):
+      os.rmdir(directory)
     raise
-
-
-def replace_dir(new: str, path: str) -> None:
-  """Moves directory `new` to `path`, replacing what is there by renames (the old tree is deleted after)."""
-  if not os.path.exists(path):
-    os.rename(new, path)
-    return
-  old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
-  os.rmdir(old)
-  os.rename(path, old)
-  try:
-    os.rename(new, path)
-  except BaseException:
-    os.rename(old, path)
-    raise
-  shutil.rmtree(old, ignore_errors=True)
+  for name in sorted(stale):
+    _remove(directory, name)

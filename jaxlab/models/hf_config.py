@@ -1,13 +1,16 @@
-"""Reading Hugging Face `config.json` dicts of decoder LMs: what Qwen2 and the MoE models share.
+"""Reading Hugging Face `config.json` files and dicts of decoder LMs: what Qwen2 and the MoE models share.
 
-Each check raises ValueError naming the config.json key (and value) that a jaxlab model would not
-compute as transformers does, before any weight is read.
+`read_json_object` (from `jaxlab.files`) reads config.json and safetensors indexes, naming the file,
+line and column when one does not parse. Each dict check raises ValueError naming the config.json key (and
+value) that a jaxlab model would not compute as transformers does, before any weight is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from jaxlab.files import JSONFileError, read_json_object  # noqa: F401 - re-exported for the readers
 
 
 def required_int(d: Mapping[str, Any], key: str) -> int:

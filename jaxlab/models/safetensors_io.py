@@ -3,8 +3,8 @@
 `safetensors.safe_open` validates each file's header (offsets, sizes); the data is then
 memory-mapped from the header's offsets, so tensors are read lazily and bfloat16 / float8 come
 back as `ml_dtypes` arrays: the `safetensors` numpy backend refuses to return bfloat16, the dtype
-of nearly every hub MoE checkpoint. Writing goes through `safetensors.serialize_file`, which takes
-any dtype by name.
+of nearly every hub MoE checkpoint. Reading a floating tensor refuses NaN and infinity, naming the
+tensor and its file. Writing goes through `safetensors.serialize_file`, which takes any dtype by name.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 import ml_dtypes
 import numpy as np
 import safetensors
+
+from jaxlab.files import NonFiniteError, read_json_object, require_finite  # noqa: F401 - NonFiniteError re-exported
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
@@ -37,6 +39,7 @@ _DTYPES = {
 }
 # Header lengths past this are a corrupt file, not a checkpoint (the format caps headers at 100 MB).
 _MAX_HEADER_BYTES = 100 * 2**20
+# Elements per step of the finiteness check: bounds its temporary mask at 16 MiB per tensor.
 
 
 class SafetensorsFile:
@@ -78,8 +81,12 @@ class SafetensorsFile:
     """The safetensors dtype string ("BF16", "F32", ...)."""
     return self._entries[name]["dtype"]
 
-  def read(self, name: str) -> np.ndarray:
-    """The tensor as a read-only numpy array backed by the file (no copy)."""
+  def read(self, name: str, *, check_finite: bool = True) -> np.ndarray:
+    """The tensor as a read-only numpy array backed by the file (no copy).
+
+    Raises NonFiniteError (a ValueError) naming the tensor and file when a floating tensor holds NaN
+    or infinity, unless `check_finite` is False.
+    """
     entry = self._entries[name]
     dtype = _DTYPES.get(entry["dtype"])
     if dtype is None:
@@ -91,7 +98,10 @@ class SafetensorsFile:
     shape = self.shape(name)
     if raw.size != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
       raise ValueError(f"{self.path}: tensor {name!r} has {raw.size} bytes, not shape {shape} of {entry['dtype']}")
-    return raw.view(dtype).reshape(shape)
+    array = raw.view(dtype).reshape(shape)
+    if check_finite:
+      require_finite(array, f"tensor {name!r} in {self.path}")
+    return array
 
 
 class Checkpoint:
@@ -103,8 +113,7 @@ class Checkpoint:
     self.files: dict[str, SafetensorsFile] = {}
     self._file_of: dict[str, str] = {}
     if os.path.exists(index_path):
-      with open(index_path) as f:
-        index = json.load(f)
+      index = read_json_object(index_path)
       weight_map = index.get("weight_map")
       if not isinstance(weight_map, dict):
         raise ValueError(f"{index_path} has no 'weight_map'")
@@ -136,8 +145,10 @@ class Checkpoint:
   def dtype_name(self, name: str) -> str:
     return self.files[self._file_of[name]].dtype_name(name)
 
-  def read(self, name: str) -> np.ndarray:
-    return self.files[self._file_of[name]].read(name)
+  def read(self, name: str, *, check_finite: bool = True) -> np.ndarray:
+    """The tensor, memory-mapped; NaN or infinity in a floating tensor raise NonFiniteError (see
+    `SafetensorsFile.read`)."""
+    return self.files[self._file_of[name]].read(name, check_finite=check_finite)
 
 
 def write_file(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:

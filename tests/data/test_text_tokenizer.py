@@ -64,6 +64,19 @@ def test_save_load_round_trip(tokenizer, tmp_path):
     load_tokenizer(tmp_path / "missing.json")
 
 
+def test_save_replaces_the_file_in_one_rename(tokenizer, tmp_path):
+  path = tmp_path / "tokenizer.json"
+  other = train_bpe(_CORPUS[:1], vocab_size=300)
+  save_tokenizer(other, path)
+  with open(path, "rb") as old:
+    before = path.read_bytes()
+    save_tokenizer(tokenizer, path)
+    assert old.read() == before  # A reader of the old file never sees it truncated or half-written.
+  assert load_tokenizer(path).get_vocab() == tokenizer.get_vocab()
+  assert path.read_text() == tokenizer.to_str(pretty=True)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer.json"]
+
+
 def test_encode_corpus_joins_documents_with_end_of_text(tokenizer):
   docs = {"b": "We are such stuff", "a": "As dreams are made on", "c": "rounded with a sleep.\n"}
   stream = encode_corpus(tokenizer, docs)

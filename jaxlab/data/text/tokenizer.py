@@ -16,6 +16,8 @@ import numpy as np
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from jaxlab import files
+
 END_OF_TEXT = "<|endoftext|>"
 _NUM_BYTES = 256
 
@@ -73,12 +75,12 @@ def train_bpe(
 
 
 def save_tokenizer(tokenizer: tokenizers.Tokenizer, path: str | os.PathLike) -> pathlib.Path:
-  """Writes the tokenizer as one JSON file (HF `tokenizer.json` format); returns the path."""
+  """Writes the tokenizer as one JSON file (HF `tokenizer.json` format, as `Tokenizer.save` writes it);
+  returns the path. The file is replaced in one rename, so a failure leaves the previous one intact."""
   if not isinstance(tokenizer, tokenizers.Tokenizer):
     raise TypeError(f"tokenizer must be a tokenizers.Tokenizer, got {type(tokenizer).__name__}.")
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tokenizer.save(str(path))
+  files.write_text(path, tokenizer.to_str(pretty=True), make_parents=True)
   return path
 
 

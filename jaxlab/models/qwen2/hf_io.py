@@ -12,7 +12,7 @@ Tensor names (torch Linear weights are [out, in]; kernels are their transpose):
   lm_head.weight [V, D]                                   -> lm_head/kernel (absent, or ignored, when tied)
 
 Reading and writing safetensors (single file or sharded index), the per-tensor transposes and the
-atomic directory replacement are those of `jaxlab.moe.models`.
+file-by-file atomic export (other files in the directory kept) are those of `jaxlab.moe.models`.
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[Qw
   Raises:
     FileNotFoundError: no config.json or no safetensors checkpoint.
     ValueError: unsupported config (the key named), missing or unexpected tensors (all listed), a
-      shape that does not match the config (tensor named), a bad dtype, or rules without a mesh.
+      shape that does not match the config (tensor named), a bad dtype, rules without a mesh,
+      config.json or the index not parsing (`JSONFileError`, file and line named), or a NaN /
+      infinity in a tensor (`NonFiniteError`, tensor and file named).
   """
   directory = os.fspath(directory)
   hf_config = hf_common.read_config_json(directory, mesh=mesh, rules=rules)
@@ -158,10 +160,12 @@ def save_pretrained(params, config: Qwen2Config, directory, *, overwrite: bool =
   Args:
     params: `Qwen2LM` params (or {"params": params}).
     config: the model's config.
-    directory: target. It is written to a temporary sibling that then replaces it; an existing
-      non-empty directory is replaced only if an earlier `save_pretrained` wrote it, or with
-      `overwrite=True`.
-    overwrite: replace a non-empty directory that is not such an export.
+    directory: target (created if missing). Each file is written under a temporary name and
+      renamed into place once all are written, so a failure leaves an earlier export loadable.
+      Only config.json and the weight files are replaced (with stale shards of an earlier
+      export); other files, such as a tokenizer.json, are kept. A non-empty directory is written
+      into only if an earlier `save_pretrained` wrote it, or with `overwrite=True`.
+    overwrite: write into a non-empty directory that is not such an export.
     max_shard_bytes: above this size tensors are split into shards with an index (whole tensors
       per shard), as transformers does.
 

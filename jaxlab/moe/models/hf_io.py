@@ -3,8 +3,9 @@
 Loading reads config.json and `model.safetensors` (or the shards of
 `model.safetensors.index.json`) with numpy, accepts per layer either the per-expert hub layout or
 the fused layout of transformers 5 (see `hf_mapping`), and checks every name and shape against
-the config before reading any data. Saving writes the per-expert hub layout, which every
-transformers version loads, into a temporary directory that then replaces the target.
+the config before reading any data; a NaN or infinity in a tensor is refused with its name. Saving
+writes the per-expert hub layout, which every transformers version loads, next to whatever else
+the target directory holds (see `hf_common.write_checkpoint`).
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def load_pretrained(path, *, dtype=None, mesh=None, rules=None) -> tuple[MoELMCo
   Raises:
     FileNotFoundError: no config.json or no safetensors checkpoint.
     ValueError: unsupported model_type / feature, missing or unexpected tensors (all listed), a
-      shape that does not match the config (tensor named), or a bad dtype.
+      shape that does not match the config (tensor named), a bad dtype, config.json or the index
+      not parsing (`JSONFileError`, file and line named), or a NaN / infinity in a tensor
+      (`NonFiniteError`, tensor and file named).
   """
   path = os.fspath(path)
   hf_config = hf_common.read_config_json(path, mesh=mesh, rules=rules)
@@ -141,10 +144,12 @@ def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = Fals
   Args:
     params: `MoEDecoderLM` params (or {"params": params}) of float arrays.
     config: the model's config.
-    path: target directory. It is replaced atomically: written to a temporary sibling, then
-      renamed. An existing non-empty directory is replaced only if it holds an earlier export
-      of this function, or with `overwrite=True`.
-    overwrite: replace a non-empty directory that is not such an export.
+    path: target directory (created if missing). Each file is written under a temporary name and
+      renamed into place once all are written, so a failure leaves an earlier export loadable.
+      Only config.json and the weight files are replaced (with stale shards of an earlier export
+      of this function); other files, such as a tokenizer.json, are kept. A non-empty directory
+      is written into only if it holds an earlier export of this function, or with `overwrite=True`.
+    overwrite: write into a non-empty directory that is not such an export.
     max_shard_bytes: above this size the tensors are split into shards with an index, as
       transformers does (whole parameters per shard).
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -213,15 +214,82 @@ def test_save_replaces_only_exports_unless_overwrite(tmp_path):
   other = tmp_path / "notes"
   other.mkdir()
   (other / "README").write_text("keep me")
-  with pytest.raises(ValueError, match="not a jaxlab MoE export.*overwrite=True"):
+  with pytest.raises(ValueError, match=r"not a jaxlab MoE export \(it holds \['README'\]\).*overwrite=True"):
     save_pretrained(params, config, other)
   assert (other / "README").read_text() == "keep me"
-  save_pretrained(params, config, other, overwrite=True)
-  assert sorted(os.listdir(other)) == ["config.json", "model.safetensors"]
+  save_pretrained(params, config, other, overwrite=True)  # Writes the export next to the README.
+  assert sorted(os.listdir(other)) == ["README", "config.json", "model.safetensors"]
+  assert (other / "README").read_text() == "keep me"
   (tmp_path / "file").write_text("x")
   with pytest.raises(ValueError, match="not a directory"):
     save_pretrained(params, config, tmp_path / "file")
   assert sorted(os.listdir(tmp_path)) == ["export", "file", "notes"]
+
+
+def test_resave_keeps_the_tokenizer_and_other_files_and_drops_stale_shards(tmp_path):
+  config, params, path = _export("mixtral", tmp_path, max_shard_bytes=8_000)
+  (path / "tokenizer.json").write_text('{"version": "1.0"}')
+  (path / "README.md").write_text("# trained on Shakespeare\n")
+  (path / "eval").mkdir()
+  (path / "eval" / "perplexity.json").write_text('{"perplexity": 7.5}')
+  kept = {name: (path / name).read_bytes() for name in ("tokenizer.json", "README.md", "eval/perplexity.json")}
+  changed = jax.tree.map(lambda x: x * 2, params)
+  for max_shard_bytes, expected in ((5 * 10**9, 1), (30_000, None), (8_000, None)):
+    save_pretrained(changed, config, path, max_shard_bytes=max_shard_bytes)
+    assert {name: (path / name).read_bytes() for name in kept} == kept
+    files = sorted(os.listdir(path))
+    shards = [f for f in files if f.endswith(".safetensors")]
+    with_index = "model.safetensors.index.json" in files
+    assert (len(shards) == 1 and not with_index) if expected == 1 else with_index
+    if with_index:  # Every shard file is one the new index names: none is left from the last export.
+      weight_map = json.loads((path / "model.safetensors.index.json").read_text())["weight_map"]
+      assert set(weight_map.values()) == set(shards)
+    _assert_trees_equal(load_pretrained(path)[1], changed)
+  assert sorted(os.listdir(tmp_path)) == ["export"]  # Nothing left beside it either.
+
+
+def test_failed_save_leaves_the_previous_export_and_tokenizer(tmp_path, monkeypatch):
+  from jaxlab.moe.models import hf_mapping
+
+  config, params, path = _export("qwen3_moe", tmp_path, max_shard_bytes=8_000)
+  (path / "tokenizer.json").write_text('{"version": "1.0"}')
+  before = {name: (path / name).read_bytes() for name in os.listdir(path)}
+  calls = []
+  original = hf_mapping.from_param
+
+  def failing(rule, value):
+    calls.append(rule.path)
+    if len(calls) > 5:
+      raise MemoryError("out of host memory")
+    return original(rule, value)
+
+  monkeypatch.setattr(hf_mapping, "from_param", failing)
+  changed = jax.tree.map(lambda x: x + 1, params)
+  with pytest.raises(MemoryError):
+    save_pretrained(changed, config, path, max_shard_bytes=20_000)
+  assert len(calls) > 5 and {name: (path / name).read_bytes() for name in os.listdir(path)} == before
+  _assert_trees_equal(load_pretrained(path)[1], params)
+  monkeypatch.setattr(hf_mapping, "from_param", original)  # The retry succeeds and keeps the tokenizer.
+  save_pretrained(changed, config, path, max_shard_bytes=20_000)
+  assert (path / "tokenizer.json").read_bytes() == before["tokenizer.json"]
+  _assert_trees_equal(load_pretrained(path)[1], changed)
+
+
+def test_non_finite_weights_and_broken_json_are_named(tmp_path):
+  config, params, path = _export("qwen2_moe", tmp_path)
+  name = "model.layers.2.mlp.experts.1.up_proj.weight"
+
+  def poison(tensors):
+    tensors[name] = tensors[name].copy()
+    tensors[name][3, 4] = np.nan
+    return tensors
+
+  _rewrite(path, tmp_path / "nan", poison)
+  with pytest.raises(ValueError, match=rf"tensor '{re.escape(name)}' in .*nan/model.safetensors holds 1 non-finite"):
+    load_pretrained(tmp_path / "nan")
+  (path / "config.json").write_text((path / "config.json").read_text().replace('"model_type"', "model_type", 1))
+  with pytest.raises(ValueError, match=r"export/config.json is not valid JSON: .* line \d+, column \d+"):
+    load_pretrained(path)
 
 
 def test_save_rejects_quantized_and_mismatched_params(tmp_path):
