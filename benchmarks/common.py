@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxlab import files
+
 
 def time_call(fn: Callable[..., Any], *args, warmup: int = 3, iters: int = 20) -> dict[str, float]:
   """Wall time of `fn(*args)` until its outputs are ready, after compile and warm-up.
@@ -115,9 +117,11 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, st
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:
-  """Writes `payload` as indented JSON, creating parent folders."""
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(payload, f, indent=2, default=str)
-    f.write("\n")
+  """Writes `payload` as indented JSON, creating parent folders.
+
+  The text is built before the file is touched and replaces it in one rename, so a payload
+  that fails to serialize (or a crash) leaves an earlier result file as it was. NaN stays
+  allowed: a benchmark's failed measurement is still worth recording.
+  """
+  text = json.dumps(payload, indent=2, default=str) + "\n"
+  files.write_text(path, text, make_parents=True)

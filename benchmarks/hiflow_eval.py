@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
+from jaxlab import files
 from jaxlab.flow import image_stats, resample
 from jaxlab.flow.dit_io import load_dit
 from jaxlab.flow.hiflow import HiFlowSettings, hiflow_sample
@@ -86,6 +87,11 @@ def grid_png(columns_by_method: list[np.ndarray]) -> np.ndarray:
     for i in range(b):
       grid[i * (h + 2): i * (h + 2) + h, j * (w + 2): j * (w + 2) + w] = pixels[i]
   return grid
+
+
+def _write_png(path: pathlib.Path, image: np.ndarray) -> None:
+  """Encodes first, then replaces `path` in one rename: an earlier grid survives a failure."""
+  files.write_bytes(path, iio.imwrite("<bytes>", image, extension=".png"))
 
 
 def main(argv=None) -> int:
@@ -148,8 +154,8 @@ def main(argv=None) -> int:
       m = metrics_of(np.clip(by_method[method], -1, 1), upsampled)
       results[f"{factor}x/{method}"] = m
       rows.append({"resolution": f"{factor}x ({high} px)", "method": method, **m})
-    iio.imwrite(out_dir / f"grid_{factor}x.png", grid_png([by_method[m] for m in METHODS]))
-  iio.imwrite(out_dir / "grid_1x.png", grid_png([base]))
+    _write_png(out_dir / f"grid_{factor}x.png", grid_png([by_method[m] for m in METHODS]))
+  _write_png(out_dir / "grid_1x.png", grid_png([base]))
 
   print(common.format_table(rows, [("resolution", "resolution"), ("method", "method")] +
                             [(m, m) for m in METRICS]))

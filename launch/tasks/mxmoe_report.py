@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+from jaxlab import files
+
 _COLUMNS = (
     ("name", "model", "{}"), ("method", "method", "{}"), ("bits", "avg bits", "{:.3f}"),
     ("perplexity", "perplexity", "{:.3f}"), ("agreement_first_k", "greedy agreement (first k)", "{:.2f}"),
@@ -53,11 +55,15 @@ def plot(path: pathlib.Path, rows) -> None:
   ax.legend(fontsize=8)
   ax.grid(True, alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  try:
+    with files.atomic_open(path, "wb") as f:  # A failed render leaves the previous plot as it was.
+      fig.savefig(f, format="png")
+  finally:
+    plt.close(fig)
 
 
 def write_report(workdir: pathlib.Path, results: dict) -> None:
+  """report.md and ppl_vs_bits.png in `workdir`, each replaced in one rename."""
   rows = results["rows"]
   text = [
       "# MxMoE quantization report", "",
@@ -66,5 +72,5 @@ def write_report(workdir: pathlib.Path, results: dict) -> None:
       f"MoE-block speedups come from the cost model ({results['cost_source']}), not from a measurement.", "",
       markdown_table(rows), "", "![perplexity against bits](ppl_vs_bits.png)", "",
   ]
-  (workdir / "report.md").write_text("\n".join(text))
+  files.write_text(workdir / "report.md", "\n".join(text))
   plot(workdir / "ppl_vs_bits.png", rows)

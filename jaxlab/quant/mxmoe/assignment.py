@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from jaxlab import files
 from jaxlab.quant.mxmoe.blocks import KINDS
 from jaxlab.quant.mxmoe.solver import Allocation
 from jaxlab.quant.scheme import parse_scheme
@@ -115,14 +116,33 @@ def validate_assignment(assignment: Any) -> dict:
   return dict(assignment)
 
 
+def _non_finite_keys(value: Any, where: str = "") -> list[str]:
+  """Paths (like `layer_stats/3/loss`) of the NaN and infinite numbers inside `value`."""
+  if isinstance(value, float):
+    return [] if math.isfinite(value) else [where or "(top level)"]
+  if isinstance(value, Mapping):
+    return [p for key, item in value.items() for p in _non_finite_keys(item, f"{where}/{key}" if where else str(key))]
+  if isinstance(value, (list, tuple)):
+    return [p for i, item in enumerate(value) for p in _non_finite_keys(item, f"{where}[{i}]")]
+  return []
+
+
 def save_assignment(path: str | os.PathLike, assignment: Mapping) -> None:
-  """Validates and writes `assignment` as indented JSON (parent folders created)."""
+  """Validates and writes `assignment` as indented JSON (parent folders created).
+
+  Everything `load_assignment` would refuse is refused before the file is touched, and the
+  new text replaces the old file in one rename: an existing file is never left half written.
+  """
   assignment = validate_assignment(assignment)
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(assignment, f, indent=2, allow_nan=False)
-    f.write("\n")
+  bad = _non_finite_keys(assignment)
+  if bad:
+    raise ValueError(f"assignment holds non-finite numbers (strict JSON has none) at {bad}; {path} is unchanged")
+  try:
+    text = json.dumps(assignment, indent=2, allow_nan=False) + "\n"
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"assignment is not JSON-serializable: {e}; {path} is unchanged") from e
+  validate_assignment(json.loads(text))  # What will be read back, not just what was passed.
+  files.write_text(path, text, make_parents=True)
 
 
 def load_assignment(path: str | os.PathLike) -> dict:

@@ -76,3 +76,25 @@ def test_load_rejects_bad_json(tmp_path):
   path.write_text("{not json")
   with pytest.raises(ValueError, match="not valid JSON"):
     load_assignment(path)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda a: a.update(layer_stats={"0": {"loss": float("nan")}}),
+    lambda a: a.update(calibration={"scores": [1.0, float("inf")]}),
+    lambda a: a.update(tokens=np.int64(512)),  # Not JSON: json.dump would fail halfway through the file.
+])
+def test_failed_save_keeps_the_previous_file(tmp_path, bad):
+  path = tmp_path / "assignment.json"
+  save_assignment(path, _valid())
+  before = path.read_bytes()
+  assignment = _valid()
+  bad(assignment)
+  with pytest.raises(ValueError, match="unchanged"):
+    save_assignment(path, assignment)
+  assert path.read_bytes() == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["assignment.json"]  # No temporary file left behind.
+  assert load_assignment(path) == _valid()
+  # A good save after the failed one replaces the file and reads back as written.
+  good = dict(_valid(), layer_stats={"0": {"loss": 0.25, "gap": None}})
+  save_assignment(path, good)
+  assert load_assignment(path) == good

@@ -74,3 +74,20 @@ def test_bad_flags(tmp_path):
   with pytest.raises(SystemExit):
     grouped_matmul.main(["--cost-table", str(tmp_path / "t.json"), "--implementation", "xla",
                          "--schemes", "mixed"])
+
+
+def test_a_table_that_fails_to_serialize_keeps_the_previous_file(tmp_path):
+  """Tables and results go through `benchmarks.common.write_json`: all or nothing."""
+
+  class Unprintable:
+    def __str__(self):
+      raise RuntimeError("cannot describe this value")
+
+  out = tmp_path / "table.json"
+  grouped_matmul.common.write_json(str(out), {"entries": [1, 2], "loss": float("nan")})
+  before = out.read_bytes()
+  with pytest.raises(RuntimeError, match="cannot describe"):
+    grouped_matmul.common.write_json(str(out), {"entries": [3], "z": Unprintable()})
+  assert out.read_bytes() == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["table.json"]
+  assert math.isnan(json.loads(before)["loss"])  # Failed measurements are still recorded.
