@@ -1,4 +1,9 @@
-"""What a fitting run shows a person: side-by-side PNGs, turntable animations, orbit cameras."""
+"""What a fitting run shows a person: side-by-side PNGs, turntable animations, orbit cameras.
+
+Images are encoded in memory in the named format (whatever the file name's suffix) and
+then written with `jaxlab.files.write_bytes`, so a failure never leaves a half-written
+file in place of an earlier one.
+"""
 
 import os
 import pathlib
@@ -7,6 +12,7 @@ import imageio.v3 as iio
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.files import write_bytes
 from jaxlab.splat.camera import Camera, look_at
 
 
@@ -16,18 +22,19 @@ def to_uint8(image_hw3) -> np.ndarray:
 
 
 def save_side_by_side(path: str | os.PathLike, render_hw3, target_hw3) -> pathlib.Path:
-  """Writes `render | target` as one PNG (creating parent folders)."""
+  """Writes `render | target` as one PNG (creating parent folders); replaces `path` atomically."""
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  iio.imwrite(path, np.concatenate([to_uint8(render_hw3), to_uint8(target_hw3)], axis=1))
+  image_hw3 = np.concatenate([to_uint8(render_hw3), to_uint8(target_hw3)], axis=1)
+  write_bytes(path, iio.imwrite("<bytes>", image_hw3, extension=".png"), make_parents=True)
   return path
 
 
 def save_animation(path: str | os.PathLike, frames_thw3, *, fps: int = 12) -> pathlib.Path:
-  """Writes frames [T, H, W, 3] in [0, 1] as a looping GIF."""
+  """Writes frames [T, H, W, 3] in [0, 1] as a looping GIF (creating parent folders); replaces `path` atomically."""
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  iio.imwrite(path, np.stack([to_uint8(f) for f in frames_thw3]), duration=1000.0 / fps, loop=0)
+  frames_thw3 = np.stack([to_uint8(f) for f in frames_thw3])
+  data = iio.imwrite("<bytes>", frames_thw3, extension=".gif", duration=1000.0 / fps, loop=0)
+  write_bytes(path, data, make_parents=True)
   return path
 
 

@@ -43,6 +43,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -51,6 +52,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from jaxlab.files import atomic_open
 
 SCENE_VERSION = "synthetic_v1"
 GROUND_HEIGHT = 0.0
@@ -94,6 +97,9 @@ _HIT_EPSILON = 1e-6
 _NO_HIT = -1
 # Files and folders `generate` writes; with overwrite only these are replaced.
 _SCENE_ENTRIES = ("train", "test", "transforms_train.json", "transforms_test.json", "points3d.ply", "scene.json")
+_SPLIT_DIRS = ("train", "test")
+# The only files `generate` writes into a split folder; overwrite deletes nothing else.
+_SPLIT_FILE_PATTERN = re.compile(r"r_\d+(\.png|_depth\.npy)")
 
 
 # ----------------------------------------------------------------------------- scene
@@ -572,7 +578,10 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def write_points_ply(path: str | os.PathLike, points_p3: np.ndarray, colors_p3: np.ndarray) -> None:
-  """Binary PLY with one `vertex` element: x y z float32, red green blue uchar (colours in [0, 1])."""
+  """Binary PLY with one `vertex` element: x y z float32, red green blue uchar (colours in [0, 1]).
+
+  `path` is replaced atomically (`jaxlab.files.atomic_open`): a failure leaves any previous file.
+  """
   import plyfile  # noqa: PLC0415 - only needed when writing
 
   vertex = np.empty(len(points_p3), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
@@ -582,13 +591,16 @@ def write_points_ply(path: str | os.PathLike, points_p3: np.ndarray, colors_p3: 
   rgb = _to_uint8(colors_p3)
   for i, name in enumerate(("red", "green", "blue")):
     vertex[name] = rgb[:, i]
-  plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(path))
+  ply = plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], text=False, byte_order="<")
+  with atomic_open(path, "wb") as stream:
+    ply.write(stream)
 
 
 def _write_split(root: pathlib.Path, split: str, poses: np.ndarray, scene: Scene,
                  textures: dict[str, np.ndarray], *, width: int, height: int, supersample: int) -> None:
   import imageio.v3 as iio  # noqa: PLC0415 - only needed when writing
 
+  # `root` is generate's private staging folder, deleted on any failure: plain writes are safe here.
   (root / split).mkdir()
   frames = []
   for i, pose in enumerate(poses):
@@ -616,6 +628,73 @@ def _is_empty_dir(path: pathlib.Path) -> bool:
   return path.is_dir() and not any(path.iterdir())
 
 
+def _foreign_entries(out: pathlib.Path) -> list[str]:
+  """Paths that overwriting `out` would delete although `generate` never writes them.
+
+  That is a scene entry of the wrong kind (a file where a folder belongs, or the reverse, or
+  a symbolic link), or anything in train/ or test/ besides r_<i>.png and r_<i>_depth.npy.
+  """
+  foreign = []
+  for name in _SCENE_ENTRIES:
+    target = out / name
+    if not (target.exists() or target.is_symlink()):
+      continue
+    if target.is_symlink() or target.is_dir() != (name in _SPLIT_DIRS):
+      foreign.append(str(target))
+    elif name in _SPLIT_DIRS:
+      foreign += [str(p) for p in sorted(target.iterdir())
+                  if p.is_symlink() or not p.is_file() or not _SPLIT_FILE_PATTERN.fullmatch(p.name)]
+  return foreign
+
+
+def _refuse_foreign_entries(out: pathlib.Path) -> None:
+  foreign = _foreign_entries(out)
+  if foreign:
+    raise FileExistsError(
+        f"cannot overwrite the scene in {out}: overwrite replaces only what a scene writes (train/ and test/"
+        f" holding r_<i>.png and r_<i>_depth.npy, and {', '.join(n for n in _SCENE_ENTRIES if n not in _SPLIT_DIRS)}),"
+        f" and would delete {', '.join(foreign)}, which is not a file the scene writes; move it away or choose"
+        " another directory")
+
+
+def _restore(moves: list[tuple[pathlib.Path, pathlib.Path]], backup: pathlib.Path) -> None:
+  """Undoes `moves` (source, target) in reverse order; names `backup` if any entry cannot go back."""
+  stuck = []
+  for source, target in reversed(moves):
+    try:
+      os.rename(target, source)
+    except OSError:
+      stuck.append(str(target))
+  if stuck:
+    raise OSError(f"could not restore {', '.join(stuck)}; the previous scene's files are kept in {backup}")
+
+
+def _replace_entries(staging: pathlib.Path, out: pathlib.Path) -> None:
+  """Swaps the scene entries of `out` for those of `staging`; any failure puts the previous ones back.
+
+  The previous entries are moved aside into a hidden folder beside `out` and deleted only after every
+  new entry is in place. scene.json leaves first and arrives last, so a folder whose scene.json
+  matches holds a whole scene even if the process dies half way (the previous files then stay in
+  the hidden `.<name>.previous-*` folder).
+  """
+  backup = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.previous-", dir=out.parent))
+  order = ("scene.json", *(name for name in _SCENE_ENTRIES if name != "scene.json"))
+  moves = []
+  try:
+    for name in order:
+      if (out / name).exists():
+        os.rename(out / name, backup / name)
+        moves.append((out / name, backup / name))
+    for name in reversed(order):
+      os.rename(staging / name, out / name)
+      moves.append((staging / name, out / name))
+  except BaseException:
+    _restore(moves, backup)
+    backup.rmdir()
+    raise
+  shutil.rmtree(backup)  # holds only the previous scene's own files (checked by _refuse_foreign_entries)
+
+
 def _publish(staging: pathlib.Path, out: pathlib.Path, overwrite: bool) -> None:
   """Moves a finished scene from `staging` to `out`: one rename when `out` is new or empty."""
   if _is_empty_dir(out):
@@ -628,13 +707,8 @@ def _publish(staging: pathlib.Path, out: pathlib.Path, overwrite: bool) -> None:
       raise FileExistsError(f"{out} appeared while the scene was being generated") from error
   if not overwrite:
     raise FileExistsError(f"{out} appeared while the scene was being generated")
-  for name in _SCENE_ENTRIES:  # replace only what a scene consists of; other files stay
-    target = out / name
-    if target.is_dir() and not target.is_symlink():
-      shutil.rmtree(target)
-    elif target.exists() or target.is_symlink():
-      target.unlink()
-    os.rename(staging / name, target)
+  _refuse_foreign_entries(out)  # again: files may have appeared while rendering
+  _replace_entries(staging, out)
 
 
 def generate(out_dir: str | os.PathLike, *, num_train: int = DEFAULT_SETTINGS["num_train"],
@@ -646,12 +720,14 @@ def generate(out_dir: str | os.PathLike, *, num_train: int = DEFAULT_SETTINGS["n
 
   The whole dataset is written into a temporary folder beside `out_dir` and then renamed
   into place, so a crash never leaves a half-written scene. A non-empty `out_dir` is
-  refused unless `overwrite`, which replaces only the scene's own files and folders.
+  refused unless `overwrite`, which replaces only the scene's own files and folders, and
+  refuses (deleting nothing) if those hold anything a scene does not write.
   Output is a deterministic function of the arguments.
 
   Raises:
     ValueError: a setting out of range.
-    FileExistsError: `out_dir` is not empty (and not `overwrite`), or is a file.
+    FileExistsError: `out_dir` is not empty (and not `overwrite`), is a file, or (with
+      `overwrite`) its scene entries hold files a scene does not write.
   """
   settings = {"num_train": num_train, "num_test": num_test, "width": width, "height": height, "seed": seed,
               "num_points": num_points, "supersample": supersample}
@@ -662,6 +738,8 @@ def generate(out_dir: str | os.PathLike, *, num_train: int = DEFAULT_SETTINGS["n
   if out.is_dir() and not _is_empty_dir(out) and not overwrite:
     raise FileExistsError(f"{out} is not empty; choose an empty or new directory, or pass overwrite=True"
                           " (--overwrite) to replace the scene files in it")
+  if out.is_dir():
+    _refuse_foreign_entries(out)  # before spending time on rendering
   out.parent.mkdir(parents=True, exist_ok=True)
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
   try:

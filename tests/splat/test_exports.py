@@ -45,3 +45,35 @@ def test_side_by_side_png_and_gif_round_trip(tmp_path):
   gif = save_animation(tmp_path / "turn.gif", [render, target, render], fps=10)
   frames = iio.imread(gif, index=None)
   assert frames.shape[0] == 3 and frames.shape[1:3] == (4, 5)
+
+
+def _fail_after_writing_half(target, image, **kwargs):
+  """An encoder that writes part of a file to a real destination, then fails (a full disk)."""
+  if not (isinstance(target, str) and target.startswith("<")):
+    with open(target, "wb") as stream:
+      stream.write(b"\x89PNG half")
+  raise OSError("disk full")
+
+
+@pytest.mark.parametrize("name, save", [
+    ("out.png", lambda path, frame: save_side_by_side(path, frame, frame)),
+    ("out.gif", lambda path, frame: save_animation(path, [frame, frame])),
+])
+def test_a_failed_image_write_leaves_the_previous_file(tmp_path, monkeypatch, name, save):
+  frame = np.full((4, 5, 3), 0.25)
+  path = tmp_path / name
+  save(path, frame)
+  previous = path.read_bytes()
+  monkeypatch.setattr(iio, "imwrite", _fail_after_writing_half)
+  with pytest.raises(OSError, match="disk full"):
+    save(path, 1.0 - frame)
+  assert path.read_bytes() == previous
+  assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary file left
+
+
+def test_the_format_does_not_depend_on_the_file_name(tmp_path):
+  frame = np.full((4, 5, 3), 0.5)
+  png = save_side_by_side(tmp_path / "view.image", frame, frame)
+  gif = save_animation(tmp_path / "turn.anim", [frame, 1.0 - frame])
+  assert png.read_bytes().startswith(b"\x89PNG")
+  assert gif.read_bytes().startswith(b"GIF8")

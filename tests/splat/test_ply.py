@@ -349,3 +349,161 @@ def test_scene_with_no_active_gaussians_round_trips_to_an_empty_buffer(tmp_path)
   loaded = load_ply(tmp_path / "empty.ply", capacity=4)
   assert loaded.sh.shape == (4, 9, 3)
   assert not np.asarray(loaded.active).any()
+
+
+# ----------------------------------------------------------------------------- header vs. body
+
+
+def _with_vertex_count(path, count: int) -> None:
+  """Rewrites the header's vertex count in place of the true one, keeping the body."""
+  data = path.read_bytes()
+  head, body = data.split(b"end_header\n", 1)
+  lines = [f"element vertex {count}".encode() if line.startswith(b"element vertex ") else line
+           for line in head.split(b"\n")]
+  path.write_bytes(b"\n".join(lines) + b"end_header\n" + body)
+
+
+def test_binary_body_with_more_rows_than_the_header_claims_is_refused(tmp_path):
+  path = tmp_path / "more.ply"
+  save_ply(path, _random_gaussians(20, 5, 1))
+  _with_vertex_count(path, 3)
+  with pytest.raises(ValueError, match=r"more rows than the header's 3 vertices") as info:
+    load_ply(path)
+  assert str(path) in str(info.value) and "room for 5 vertices" in str(info.value)
+
+
+def test_huge_vertex_claim_in_a_small_file_is_a_clear_error_not_a_memory_error(tmp_path):
+  path = tmp_path / "huge.ply"
+  save_ply(path, _random_gaussians(21, 200, 3))  # about 50 KB
+  _with_vertex_count(path, 2_000_000_000)
+  with pytest.raises(ValueError, match=r"truncated: its header claims 2000000000 vertices of 248 bytes") as info:
+    load_ply(path)
+  assert str(path) in str(info.value) and "room for 200 vertices" in str(info.value)
+
+
+def test_truncated_binary_body_is_refused_with_the_room_left(tmp_path):
+  path = tmp_path / "cut.ply"
+  save_ply(path, _random_gaussians(22, 4, 0))  # 17 floats = 68 bytes per vertex
+  path.write_bytes(path.read_bytes()[:-34])
+  with pytest.raises(ValueError, match=r"cut\.ply is truncated: .*4 vertices of 68 bytes.* room for 3\.50 vertices"):
+    load_ply(path)
+
+
+@pytest.mark.parametrize("claimed, message", [
+    (2, r"more rows than the header's 2 vertices.* body has 4 rows"),
+    (6, r"truncated: its header claims 6 vertices, but its body has 4 rows"),
+])
+def test_ascii_body_line_count_must_match_the_header(tmp_path, claimed, message):
+  path = tmp_path / "a.ply"
+  _hand_written_ply(path, _valid_columns(4, 0), text=True)
+  _with_vertex_count(path, claimed)
+  with pytest.raises(ValueError, match=message):
+    load_ply(path)
+
+
+def test_big_endian_file_loads_the_same_values(tmp_path):
+  columns = _valid_columns(7, 2, seed=23)
+  _hand_written_ply(tmp_path / "little.ply", columns)
+  vertex = np.empty((7,), dtype=[(name, ">f4") for name in columns])
+  for name, values in columns.items():
+    vertex[name] = values
+  plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], byte_order=">").write(
+      str(tmp_path / "big.ply"))
+  big, little = load_ply(tmp_path / "big.ply"), load_ply(tmp_path / "little.ply")
+  for name in _FLOAT_FIELDS:
+    _assert_bitwise_equal(getattr(big, name), getattr(little, name), name)
+
+
+def test_plyfile_written_scene_in_another_order_with_extra_and_mixed_properties_round_trips(tmp_path):
+  gaussians = _random_gaussians(24, 9, 3)
+  names = property_names(3)
+  table = dict(zip(names, _columns_of(gaussians)))
+  rng = np.random.default_rng(0)
+  order = list(rng.permutation(names))  # every property somewhere else
+  fields = []
+  for name in order:
+    fields.append((name, "<f8" if name == "opacity" else "<f4"))  # a double among floats
+    if name == "x":
+      fields.append(("semantic_id", "u1"))  # custom properties between the standard ones
+      fields.append(("confidence", "<f8"))
+  vertex = np.empty((9,), dtype=fields)
+  for name in order:
+    vertex[name] = table[name]
+  vertex["semantic_id"] = np.arange(9)
+  vertex["confidence"] = 0.5
+  path = tmp_path / "plyfile.ply"
+  plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")]).write(str(path))
+  with pytest.warns(UserWarning, match=r"extra vertex properties: \['semantic_id', 'confidence'\]"):
+    loaded = load_ply(path)
+  for name in _FLOAT_FIELDS:
+    _assert_bitwise_equal(getattr(loaded, name), getattr(gaussians, name), name)
+  save_ply(tmp_path / "again.ply", loaded)  # and back to the standard layout
+  _assert_bitwise_equal(load_ply(tmp_path / "again.ply").sh, gaussians.sh, "sh")
+
+
+def _columns_of(gaussians: Gaussians) -> list[np.ndarray]:
+  """The columns of `property_names(d)`, built here from the layout's definition."""
+  sh = np.asarray(gaussians.sh)
+  rest = [sh[:, 1 + k, c] for c in range(3) for k in range(sh.shape[1] - 1)]  # channel-major
+  return ([*np.asarray(gaussians.means).T, *np.zeros((3, sh.shape[0]), np.float32), *sh[:, 0, :].T, *rest,
+           np.asarray(gaussians.opacity_logits), *np.asarray(gaussians.log_scales).T,
+           *np.asarray(gaussians.quats).T])
+
+
+def test_other_elements_before_and_after_the_vertices_are_skipped(tmp_path):
+  columns = _valid_columns(5, 1, seed=25)
+  _hand_written_ply(tmp_path / "plain.ply", columns)
+  count = len(next(iter(columns.values())))
+  vertex = np.empty((count,), dtype=[(name, "<f4") for name in columns])
+  for name, values in columns.items():
+    vertex[name] = values
+  camera = np.array([(1.5, 2, 7)], dtype=[("focal", "<f8"), ("width", "<u2"), ("id", "u1")])
+  faces = np.empty((2,), dtype=[("vertex_indices", "O")])
+  faces["vertex_indices"] = [np.array([0, 1, 2], np.int32), np.array([2, 3, 4, 0], np.int32)]
+  reference = load_ply(tmp_path / "plain.ply")
+  for elements in ((camera, vertex, faces), (faces, vertex, camera)):
+    for text in (False, True):
+      path = tmp_path / "mixed.ply"
+      described = [plyfile.PlyElement.describe(array, name) for array, name in zip(
+          elements, ["camera" if e is camera else "face" if e is faces else "vertex" for e in elements])]
+      plyfile.PlyData(described, text=text).write(str(path))
+      with pytest.warns(UserWarning, match="other than 'vertex'"):
+        loaded = load_ply(path)
+      for name in _FLOAT_FIELDS:
+        _assert_bitwise_equal(getattr(loaded, name), getattr(reference, name), name)
+
+
+@pytest.mark.parametrize("header_line, message", [
+    ("element vertex -3", "element count must be a non-negative integer"),
+    ("property float128 x", "TYPE one of"),
+    ("format binary_middle_endian 1.0", "format"),
+])
+def test_malformed_header_lines_are_named(tmp_path, header_line, message):
+  path = tmp_path / "h.ply"
+  save_ply(path, _random_gaussians(26, 2, 0))
+  data = path.read_bytes()
+  head, body = data.split(b"end_header\n", 1)
+  keyword = header_line.split()[0].encode()
+  lines = head.split(b"\n")
+  first = next(i for i, line in enumerate(lines) if line.startswith(keyword + b" "))
+  lines[first] = header_line.encode()
+  path.write_bytes(b"\n".join(lines) + b"end_header\n" + body)
+  with pytest.raises(ValueError, match=rf"not a readable PLY file: header line {first + 1}: .*{message}"):
+    load_ply(path)
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_vertices_with_an_extra_list_property_load_the_same_values(tmp_path, text):
+  columns = _valid_columns(4, 1, seed=28)
+  _hand_written_ply(tmp_path / "plain.ply", columns)
+  fields = [(name, "<f4") for name in columns] + [("neighbours", "O")]
+  vertex = np.empty((4,), dtype=fields)
+  for name, values in columns.items():
+    vertex[name] = values
+  vertex["neighbours"] = [np.arange(i + 1, dtype=np.int32) for i in range(4)]  # variable length rows
+  plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], text=text).write(str(tmp_path / "list.ply"))
+  with pytest.warns(UserWarning, match=r"extra vertex properties: \['neighbours'\]"):
+    loaded = load_ply(tmp_path / "list.ply")
+  reference = load_ply(tmp_path / "plain.ply")
+  for name in _FLOAT_FIELDS:
+    _assert_bitwise_equal(getattr(loaded, name), getattr(reference, name), name)

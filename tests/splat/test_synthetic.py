@@ -339,3 +339,56 @@ def test_depth_and_poses_agree_with_jaxlab_cameras(scene_dir):
   pixel_y = float(camera.fy) * cam[:, 1] / cam[:, 2] + float(camera.cy)
   np.testing.assert_allclose(pixel_x, cols + 0.5, atol=1e-3)
   np.testing.assert_allclose(pixel_y, rows + 0.5, atol=1e-3)
+
+
+_SMALL = {"width": 8, "height": 6, "num_train": 1, "num_test": 1, "num_points": 10, "supersample": 1}
+
+
+def _snapshot(root: pathlib.Path) -> dict:
+  return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_refuses_to_delete_files_the_scene_did_not_write(tmp_path):
+  out = synthetic.generate(tmp_path / "scene", **_SMALL)
+  (out / "train" / "my_notes.txt").write_text("keep me")
+  before = _snapshot(out)
+  with pytest.raises(FileExistsError, match=r"train.*my_notes\.txt.*not a file the scene writes"):
+    synthetic.generate(out, **{**_SMALL, "seed": 1}, overwrite=True)
+  assert _snapshot(out) == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]
+
+
+def test_a_failure_while_publishing_leaves_the_previous_scene(tmp_path, monkeypatch):
+  out = synthetic.generate(tmp_path / "scene", **_SMALL)
+  before = _snapshot(out)
+  real_rename, calls = synthetic.os.rename, []
+
+  def rename_then_fail(source, target):
+    calls.append(target)
+    if len(calls) == 4:
+      raise OSError("disk full")
+    real_rename(source, target)
+
+  monkeypatch.setattr(synthetic.os, "rename", rename_then_fail)
+  with pytest.raises(OSError, match="disk full"):
+    synthetic.generate(out, **{**_SMALL, "seed": 1}, overwrite=True)
+  assert len(calls) >= 4
+  assert _snapshot(out) == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]  # no staging or backup folder left
+
+
+def test_write_points_ply_failing_midway_keeps_the_previous_file(tmp_path, monkeypatch):
+  path = tmp_path / "points.ply"
+  synthetic.write_points_ply(path, np.zeros((3, 3)), np.full((3, 3), 0.5))
+  previous = path.read_bytes()
+
+  def write_half_then_fail(self, stream):
+    with open(stream, "wb") if isinstance(stream, str) else open(stream.fileno(), "wb", closefd=False) as f:
+      f.write(b"ply\nformat binary_little_endian 1.0\n")
+    raise OSError("disk full")
+
+  monkeypatch.setattr(plyfile.PlyData, "write", write_half_then_fail)
+  with pytest.raises(OSError, match="disk full"):
+    synthetic.write_points_ply(path, np.ones((5, 3)), np.full((5, 3), 0.1))
+  assert path.read_bytes() == previous
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["points.ply"]

@@ -9,8 +9,10 @@ exist:
   is world-to-camera: a Hamilton quaternion (qw, qx, qy, qz) and a translation (tx, ty,
   tz), with OpenCV camera axes. Binary: uint64 count, then per image int32 id, 7 float64,
   int32 camera id, a NUL-terminated name, uint64 point count and (float64 x, float64 y,
-  int64 point3D id) per point. Text uses two lines per image; the second (the points) may
-  be empty.
+  int64 point3D id) per point. Text has an image line per image, which COLMAP follows with
+  the image's points line (empty when it has none); other writers leave the points line
+  out, for some images or all, so each line's role is read from its fields (see
+  `read_images_text`). The quaternion must have unit length (within 1e-3).
 - `points3D`: id, xyz, rgb, error, track. Binary: uint64 count, then per point uint64 id,
   3 float64, 3 uint8, float64 error, uint64 track length and (int32, int32) per element.
 
@@ -69,6 +71,10 @@ _PINHOLE_LAYOUTS = {
     "FULL_OPENCV": ((0, 1, 2, 3), ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")),
 }
 SUPPORTED_MODELS = tuple(_PINHOLE_LAYOUTS)
+# |norm - 1| allowed for an image's quaternion; text files hold at least six digits.
+QUATERNION_TOLERANCE = 1e-3
+_IMAGE_NUMBER_FIELDS = ("IMAGE_ID", "QW", "QX", "QY", "QZ", "TX", "TY", "TZ", "CAMERA_ID")
+_POINT_FIELDS = (("X", float), ("Y", float), ("POINT3D_ID", int))
 MODEL_DIRS = ("sparse/0", "sparse", ".")
 IMAGES_DIR = "images"
 
@@ -104,8 +110,25 @@ class ColmapImage:
   camera_id: int
   name: str
 
+  def pose_problem(self) -> str | None:
+    """Why (qvec, tvec) is not a rotation and a translation, or None."""
+    if not np.all(np.isfinite([*self.qvec, *self.tvec])):
+      return f"has a non-finite pose (QW QX QY QZ = {self.qvec}, TX TY TZ = {self.tvec})"
+    norm = float(np.linalg.norm(self.qvec))
+    if abs(norm - 1.0) > QUATERNION_TOLERANCE:
+      return (f"quaternion (QW, QX, QY, QZ) has norm {norm:.6g}, so it is no rotation: COLMAP writes unit"
+              f" quaternions (|norm - 1| within {QUATERNION_TOLERANCE:g})")
+    return None
+
+  def check_pose(self, where: str) -> None:
+    """ValueError naming `where` and the image if its pose is not a rotation and a translation."""
+    problem = self.pose_problem()
+    if problem is not None:
+      raise ValueError(f"{where}: image {self.name!r} (id {self.image_id}) {problem}")
+
   def world_to_camera(self) -> np.ndarray:
-    """float64 [4, 4] OpenCV world-to-camera transform (the quaternion is normalised)."""
+    """float64 [4, 4] OpenCV world-to-camera transform (the unit quaternion is normalised exactly)."""
+    self.check_pose("COLMAP model")
     w, x, y, z = np.asarray(self.qvec, np.float64) / np.linalg.norm(self.qvec)
     rotation_33 = np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
@@ -189,12 +212,17 @@ def read_cameras_binary(path: pathlib.Path) -> dict[int, ColmapCamera]:
 
 def read_images_binary(path: pathlib.Path) -> dict[int, ColmapImage]:
   reader = _BinaryReader(path)
-  images = {}
-  for _ in range(reader.take("Q")[0]):
+  images, first_record = {}, {}
+  for record in range(reader.take("Q")[0]):
     image_id, qw, qx, qy, qz, tx, ty, tz, camera_id = reader.take("i7di")
     name = reader.c_string()
     reader.skip(24 * reader.take("Q")[0])  # 2D points: (float64 x, float64 y, int64 point3D id)
-    images[image_id] = ColmapImage(image_id, (qw, qx, qy, qz), (tx, ty, tz), camera_id, name)
+    where = f"{path}, image record {record}"
+    if image_id in first_record:
+      raise ValueError(f"{where}: image id {image_id} appears again (first in record {first_record[image_id]})")
+    image = ColmapImage(image_id, (qw, qx, qy, qz), (tx, ty, tz), camera_id, name)
+    image.check_pose(where)
+    images[image_id], first_record[image_id] = image, record
   return images
 
 
@@ -250,24 +278,112 @@ def read_cameras_text(path: pathlib.Path) -> dict[int, ColmapCamera]:
   return cameras
 
 
-def read_images_text(path: pathlib.Path) -> dict[int, ColmapImage]:
-  lines = _data_lines(path)
-  images = {}
-  index = 0
-  while index < len(lines):
-    number, line = lines[index]
-    index += 1
-    if not _is_content(line):
-      continue
-    fields = line.strip().split(maxsplit=9)
-    if len(fields) != 10:
+def _number_problem(label: str, text: str, kind: type) -> str | None:
+  try:
+    kind(text)
+  except ValueError:
+    return f"{label} {text!r} is not {'an integer' if kind is int else 'a number'}"
+  return None
+
+
+def _image_numbers_problem(fields: list[str]) -> str | None:
+  """Why the first nine fields are not IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID, or None."""
+  for label, text in zip(_IMAGE_NUMBER_FIELDS, fields):
+    problem = _number_problem(label, text, int if label.endswith("_ID") else float)
+    if problem is not None:
+      return problem
+  return None
+
+
+def _image_line_problem(fields: list[str]) -> str | None:
+  """Why `fields` cannot be an image line (IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME), or None."""
+  if len(fields) < 10:
+    return f"{len(fields)} fields, fewer than the 10 of IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME"
+  return _image_numbers_problem(fields)
+
+
+def _points_line_problem(fields: list[str]) -> str | None:
+  """Why `fields` cannot be a 2D points line (X Y POINT3D_ID per point), or None.
+
+  The points are not used, so only the first and the last triple are parsed: enough to
+  tell the line's role without converting every number of a large model.
+  """
+  if len(fields) % 3:
+    return f"{len(fields)} fields, not a multiple of 3: X Y POINT3D_ID per point"
+  for start in sorted({0, len(fields) - 3}):
+    for (label, kind), text in zip(_POINT_FIELDS, fields[start:start + 3]):
+      problem = _number_problem(label, text, kind)
+      if problem is not None:
+        return f"point {start // 3 + 1}: {problem}"
+  return None
+
+
+def _looks_like_image(fields: list[str]) -> bool:
+  """The first nine fields read as an image's numbers with a unit quaternion (no points line does)."""
+  if len(fields) < 9 or _image_numbers_problem(fields) is not None:
+    return False
+  return abs(float(np.linalg.norm([float(v) for v in fields[1:5]])) - 1.0) <= QUATERNION_TOLERANCE
+
+
+def _is_image_line(line: str, pending: ColmapImage | None, path: pathlib.Path, number: int) -> bool:
+  """True for an image line, False for the points line of `pending` (the image just read, if any).
+
+  A points line only ever follows its image line. A line that reads both ways is refused
+  when it also looks like an image (a unit quaternion); otherwise it is the points line.
+  """
+  fields = line.split()
+  image_problem, points_problem = _image_line_problem(fields), _points_line_problem(fields)
+  if points_problem is None and pending is not None:
+    if _looks_like_image(fields):
+      named = f"named {line.split(maxsplit=9)[9]!r}" if len(fields) >= 10 else "missing its NAME"
       raise ValueError(
-          f"{path}, line {number}: an image line needs IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME; got {line!r}")
-    image = _parse(path, number, "image", lambda: ColmapImage(
-        int(fields[0]), tuple(float(v) for v in fields[1:5]), tuple(float(v) for v in fields[5:8]),
-        int(fields[8]), fields[9]))
-    images[image.image_id] = image
-    index += 1  # The next line lists the image's 2D points, possibly none (an empty line).
+          f"{path}, line {number} could be either the 2D points line of image {pending.name!r} or an image line"
+          f" (image {fields[0]}, {named}); write the (possibly empty) points line after every image line, as"
+          " COLMAP does, so that each line's role is certain")
+    return False
+  if image_problem is None:
+    return True
+  if points_problem is None:
+    raise ValueError(
+        f"{path}, line {number} is a 2D points line (X Y POINT3D_ID triples) that follows no image line (an image"
+        f" has at most one points line, right after its image line; as an image line it has {image_problem})")
+  raise ValueError(
+      f"{path}, line {number} is neither an image line ({image_problem}) nor a 2D points line ({points_problem}):"
+      f" {line!r}")
+
+
+def _parse_image_line(line: str, path: pathlib.Path, number: int) -> ColmapImage:
+  fields = line.split(maxsplit=9)  # NAME is the rest of the line, spaces included
+  return _parse(path, number, "image", lambda: ColmapImage(
+      int(fields[0]), tuple(float(v) for v in fields[1:5]), tuple(float(v) for v in fields[5:8]),
+      int(fields[8]), fields[9]))
+
+
+def read_images_text(path: pathlib.Path) -> dict[int, ColmapImage]:
+  """Images by id from `images.txt`, record by record.
+
+  Each image line may be followed by its 2D points line (skipped), by an empty line (an
+  image without points) or directly by the next image line; comment lines (#) and extra
+  blank lines between records are ignored. Errors name the file and line: a line of
+  neither kind, a points line without an image line before it, a line that could be
+  either, a repeated image id, or a quaternion that is not of unit length.
+  """
+  images, first_line = {}, {}
+  pending = None  # the image whose points line may come next
+  for number, line in _data_lines(path):
+    line = line.strip()
+    if line.startswith("#"):
+      continue
+    if not line or not _is_image_line(line, pending, path, number):
+      pending = None  # the pending image's (possibly empty) points line, or a stray blank line
+      continue
+    image = _parse_image_line(line, path, number)
+    first = first_line.get(image.image_id)
+    if first is not None:
+      raise ValueError(f"{path}, line {number}: image id {image.image_id} appears again (first on line {first})")
+    image.check_pose(f"{path}, line {number}")
+    images[image.image_id], first_line[image.image_id] = image, number
+    pending = image
   return images
 
 

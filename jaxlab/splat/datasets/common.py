@@ -20,6 +20,9 @@ import plyfile
 from jaxlab.splat.camera import Camera
 
 SPLITS = ("train", "test", "val", "all")
+# Allowed |R^T R - I| (largest entry) and |last row - [0, 0, 0, 1]| of a camera pose: far
+# above float32 rounding or six written decimals, far below any real scale or shear.
+POSE_TOLERANCE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -120,6 +123,46 @@ def split_indices(num_views: int, split: str, test_every: int) -> np.ndarray:
     return indices
   is_test = indices % check_test_every(test_every) == 0
   return indices[is_test] if split in ("test", "val") else indices[~is_test]
+
+
+# ----------------------------------------------------------------------------- poses
+
+
+def _rotation_block_problem(rotation_33: np.ndarray) -> str | None:
+  """What makes a 3x3 block no rotation (scale, shear, reflection), or None if it is one."""
+  error = float(np.max(np.abs(rotation_33.T @ rotation_33 - np.eye(3))))
+  determinant = float(np.linalg.det(rotation_33))
+  if error <= POSE_TOLERANCE and determinant > 0:
+    return None
+  singular_3 = np.linalg.svd(rotation_33, compute_uv=False)
+  if error <= POSE_TOLERANCE:
+    return f"a reflection (determinant {determinant:.6g}), not a rotation"
+  if determinant > 0 and np.ptp(singular_3) <= POSE_TOLERANCE * singular_3.max():
+    return f"a rotation scaled by {singular_3.mean():.6g}"
+  listed = ", ".join(f"{v:.6g}" for v in singular_3)
+  return f"not orthonormal (singular values {listed}, determinant {determinant:.6g})"
+
+
+def check_rigid_pose(pose_44: np.ndarray, where: str, what: str = "transform_matrix") -> None:
+  """Refuses a float [4, 4] camera pose that is not [R t; 0 0 0 1] with R a rotation.
+
+  The renderer and `Camera` assume rigid poses (e.g. the camera centre is -R^T t), so a
+  scaled, sheared, reflected or projective matrix is an error naming `where`, not a camera
+  silently off in position and depth. Every test allows POSE_TOLERANCE.
+  """
+  if not np.all(np.isfinite(pose_44)):
+    raise ValueError(f"{where}: {what} has non-finite entries")
+  problem = None
+  if np.max(np.abs(pose_44[3] - np.array([0.0, 0.0, 0.0, 1.0]))) > POSE_TOLERANCE:
+    problem = f"its last row is {pose_44[3].tolist()}, not [0, 0, 0, 1]"
+  else:
+    block_problem = _rotation_block_problem(pose_44[:3, :3])
+    problem = None if block_problem is None else f"its rotation block is {block_problem}"
+  if problem is not None:
+    raise ValueError(
+        f"{where}: {what} is not a rigid camera pose: {problem}; a camera pose is [R t; 0 0 0 1] with R^T R = I"
+        f" and det R = +1, each within {POSE_TOLERANCE:g} (scaled poses are not supported: scale the scene and"
+        " the translations instead)")
 
 
 # ----------------------------------------------------------------------------- files

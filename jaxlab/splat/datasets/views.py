@@ -25,6 +25,7 @@ from jaxlab.splat.datasets.common import (
     SceneData,
     area_downscale,
     area_downscale_depth,
+    check_rigid_pose,
     composite_on_background,
     format_size,
     read_depth,
@@ -215,7 +216,11 @@ def assemble_scene(
 
 
 def pose_from_rows(rows: object, where: str) -> np.ndarray:
-  """A float64 [4, 4] pose from a JSON 4x4 (or 3x4) matrix; errors name `where`."""
+  """A float64 [4, 4] rigid pose from a JSON 4x4 (or 3x4) matrix; errors name `where`.
+
+  Raises:
+    ValueError: not a 4x4 / 3x4 matrix of finite numbers, or not rigid (`check_rigid_pose`).
+  """
   try:
     matrix = np.asarray(rows, np.float64)
   except (TypeError, ValueError) as e:
@@ -224,8 +229,7 @@ def pose_from_rows(rows: object, where: str) -> np.ndarray:
     matrix = np.concatenate([matrix, [[0.0, 0.0, 0.0, 1.0]]])
   if matrix.shape != (4, 4):
     raise ValueError(f"{where}: transform_matrix must be 4x4 (or 3x4); got shape {matrix.shape}")
-  if not np.all(np.isfinite(matrix)):
-    raise ValueError(f"{where}: transform_matrix has non-finite entries")
+  check_rigid_pose(matrix, where)
   return matrix
 
 

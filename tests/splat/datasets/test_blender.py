@@ -147,3 +147,24 @@ def test_depth_of_the_wrong_size_is_named(dataset):
   np.save(root / "train" / "r_0_depth.npy", np.ones((HEIGHT, WIDTH - 1), np.float32))
   with pytest.raises(ValueError, match=r"r_0_depth\.npy: is 7x6 but its image is 8x6"):
     load_dataset(root)
+
+
+@pytest.mark.parametrize("kind", sorted(writers.NON_RIGID_POSES))
+def test_a_pose_that_is_not_rigid_is_refused_naming_the_frame_and_tolerance(dataset, kind):
+  root, _ = dataset
+  edit, reason = writers.NON_RIGID_POSES[kind]
+  meta = json.loads((root / "transforms_train.json").read_text())
+  meta["frames"][1]["transform_matrix"] = edit(np.asarray(meta["frames"][1]["transform_matrix"])).tolist()
+  (root / "transforms_train.json").write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match=rf"transforms_train\.json, frame 1: transform_matrix is not a rigid camera"
+                                       rf" pose: .*{reason}.*within 0\.001"):
+    load_dataset(root)
+
+
+def test_a_pose_rigid_within_the_tolerance_loads(dataset):
+  root, _ = dataset
+  meta = json.loads((root / "transforms_train.json").read_text())
+  frame = meta["frames"][1]
+  frame["transform_matrix"] = writers.nearly_rigid(np.asarray(frame["transform_matrix"])).tolist()
+  (root / "transforms_train.json").write_text(json.dumps(meta))
+  assert load_dataset(root).num_views == len(meta["frames"])

@@ -1,5 +1,7 @@
 """Tests for the COLMAP readers and loader on tiny text and binary models written by the test."""
 
+import dataclasses
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -173,4 +175,106 @@ def test_cameras_of_different_sizes_are_refused(tmp_path):
 def test_image_with_an_unknown_camera_is_named(tmp_path):
   _write(tmp_path, "text", cameras=writers.COLMAP_CAMERAS[:1])
   with pytest.raises(ValueError, match=r"images\.txt: image 'img_\d\d\.png' uses camera 7, which is not in"):
+    load_dataset(tmp_path)
+
+
+# ----------------------------------------------------------------------------- images.txt records
+
+
+def _image_line(spec, *, name=None, qvec=None) -> str:
+  return " ".join(str(v) for v in (spec.image_id, *(qvec or spec.qvec), *spec.tvec, spec.camera_id, name or spec.name))
+
+
+def _write_images_txt(root, lines) -> None:
+  (root / "sparse" / "0" / "images.txt").write_text("\n".join(lines) + "\n")
+
+
+def _read_images(root):
+  return read_model(root / "sparse" / "0")[1]
+
+
+def _assert_all_images(images, specs, names=None):
+  assert sorted(images) == sorted(spec.image_id for spec in specs)
+  for spec, name in zip(specs, names or [spec.name for spec in specs]):
+    image = images[spec.image_id]
+    assert (image.name, image.camera_id) == (name, spec.camera_id)
+    np.testing.assert_allclose(image.world_to_camera()[:3, 3], spec.tvec, atol=1e-12)
+
+
+def test_images_txt_without_points_lines_loads_every_image(tmp_path):
+  specs = _write(tmp_path, "text")
+  _write_images_txt(tmp_path, ["# Image list with two lines of data per image:", *map(_image_line, specs)])
+  _assert_all_images(_read_images(tmp_path), specs)
+  assert load_dataset(tmp_path, split="all").num_views == NUM_IMAGES
+
+
+def test_images_txt_with_points_lines_present_empty_missing_and_comments_in_between(tmp_path):
+  specs = _write(tmp_path, "text")
+  names = ["my photo 01.png", *(spec.name for spec in specs[1:])]  # a name with spaces
+  lines = [
+      "# Image list with two lines of data per image:",
+      _image_line(specs[0], name=names[0]), "1.5 2.5 5 3.0 1.0 -1",
+      _image_line(specs[1]),  # no points line at all
+      _image_line(specs[2]), "",  # an empty points line
+      "# a comment between records",
+      _image_line(specs[3]), "  ", "",  # a blank points line, then a stray blank line
+      _image_line(specs[4]), "7.25 0.5 12",
+      "", "",
+  ]
+  _write_images_txt(tmp_path, lines)
+  _assert_all_images(_read_images(tmp_path), specs, names)
+
+
+@pytest.mark.parametrize("lines, message", [
+    # Both readings parse: points of image 0 (X Y ID triples), or image 5 with name "4 5 6".
+    (lambda s: [_image_line(s[0]), "5 1 0 0 0 0 0 0 1 4 5 6", *map(_image_line, s[1:])],
+     r"line 2 could be either the 2D points line of image 'img_00\.png' or an image line \(image 5"),
+    (lambda s: [_image_line(s[0]), "1.5 2.5 5", "3.0 1.0 -1", *map(_image_line, s[1:])],
+     r"line 3 is a 2D points line \(X Y POINT3D_ID triples\) that follows no image line"),
+    (lambda s: ["2.5 1.0 -1", *map(_image_line, s)], r"line 1 is a 2D points line .* that follows no image line"),
+    (lambda s: [_image_line(s[0]), " ".join(_image_line(s[1]).split()[:8]), *map(_image_line, s[2:])],
+     r"line 2 is neither an image line \(8 fields, .*10.*\) nor a 2D points line \(8 fields, not a multiple of 3"),
+    (lambda s: [_image_line(s[0]), "1.5 2.5 x", *map(_image_line, s[1:])],
+     r"line 2 is neither .* nor a 2D points line \(point 1: POINT3D_ID 'x' is not an integer"),
+    (lambda s: [*map(_image_line, s), _image_line(s[2], name="again.png")],
+     rf"line 6: image id {100 - 3 * 2} appears again \(first on line 3\)"),
+])
+def test_ambiguous_or_malformed_images_txt_is_refused_naming_the_line(tmp_path, lines, message):
+  specs = _write(tmp_path, "text")
+  _write_images_txt(tmp_path, lines(specs))
+  with pytest.raises(ValueError, match=r"images\.txt, " + message):
+    _read_images(tmp_path)
+
+
+@pytest.mark.parametrize("qvec, problem", [
+    ((0.9, 0.1, 0.1, 0.1), r"quaternion \(QW, QX, QY, QZ\) has norm 0\.916515.*within 0\.001"),
+    ((0.0, 0.0, 0.0, 0.0), r"quaternion \(QW, QX, QY, QZ\) has norm 0\b.*within 0\.001"),
+    ((float("nan"), 0.0, 0.0, 1.0), r"has a non-finite pose"),
+])
+@pytest.mark.parametrize("kind", ["text", "binary"])
+def test_colmap_quaternion_that_is_not_a_unit_rotation_is_refused_naming_the_image(tmp_path, kind, qvec, problem):
+  specs = writers.colmap_images(NUM_IMAGES)
+  specs[2] = dataclasses.replace(specs[2], qvec=qvec)
+  writers.write_colmap_images_folder(tmp_path, specs)
+  WRITERS[kind](tmp_path / "sparse" / "0", specs)
+  where = r"line 7" if kind == "text" else r"image record 2"
+  with pytest.raises(ValueError, match=rf"images\.(txt|bin), {where}: image 'img_02\.png' \(id 94\) {problem}"):
+    load_dataset(tmp_path)
+
+
+def test_quaternions_within_the_tolerance_of_unit_length_load(tmp_path):
+  specs = writers.colmap_images(NUM_IMAGES)
+  specs = [dataclasses.replace(spec, qvec=tuple(q * (1 + 1e-5) for q in spec.qvec)) for spec in specs]
+  writers.write_colmap_images_folder(tmp_path, specs)
+  writers.write_colmap_text(tmp_path / "sparse" / "0", specs)
+  assert load_dataset(tmp_path, split="all").num_views == NUM_IMAGES
+
+
+def test_binary_duplicate_image_ids_are_refused(tmp_path):
+  specs = writers.colmap_images(NUM_IMAGES)
+  specs[3] = dataclasses.replace(specs[3], image_id=specs[1].image_id)
+  writers.write_colmap_images_folder(tmp_path, specs)
+  writers.write_colmap_binary(tmp_path / "sparse" / "0", specs)
+  with pytest.raises(ValueError, match=rf"images\.bin, image record 3: image id {specs[1].image_id} appears again"
+                                       r" \(first in record 1\)"):
     load_dataset(tmp_path)

@@ -150,3 +150,27 @@ def test_malformed_json_gives_the_position(tmp_path):
   (tmp_path / "transforms.json").write_text('{"frames": [}')
   with pytest.raises(ValueError, match=r"transforms\.json: malformed JSON at line 1, column 13"):
     load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("kind", sorted(writers.NON_RIGID_POSES))
+def test_a_pose_that_is_not_rigid_is_refused_naming_the_frame_and_tolerance(tmp_path, kind):
+  edit, reason = writers.NON_RIGID_POSES[kind]
+  views = _write(tmp_path)
+  meta = json.loads((tmp_path / "transforms.json").read_text())
+  frame = meta["frames"][3]  # frames are stored in reverse name order: this is frame_01.png
+  frame["transform_matrix"] = edit(np.asarray(frame["transform_matrix"])).tolist()
+  (tmp_path / "transforms.json").write_text(json.dumps(meta))
+  message = (rf"transforms\.json, frame 3 \(images/frame_01\.png\): transform_matrix is not a rigid camera pose:"
+             rf" .*{reason}.*within 0\.001")
+  with pytest.raises(ValueError, match=message):
+    load_dataset(tmp_path, split="all")
+  assert len(views) == NUM_FRAMES
+
+
+def test_a_pose_rigid_within_the_tolerance_loads(tmp_path):
+  _write(tmp_path)
+  meta = json.loads((tmp_path / "transforms.json").read_text())
+  for frame in meta["frames"]:
+    frame["transform_matrix"] = writers.nearly_rigid(np.asarray(frame["transform_matrix"])).tolist()
+  (tmp_path / "transforms.json").write_text(json.dumps(meta))
+  assert load_dataset(tmp_path, split="all").num_views == NUM_FRAMES

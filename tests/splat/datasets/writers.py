@@ -236,3 +236,44 @@ def matrix_pixel(camera, point_3: np.ndarray) -> np.ndarray:
   x, y, z, _ = np.asarray(camera.world_to_camera, np.float64) @ np.append(point_3, 1.0)
   assert z > 0, "the point is behind the camera"
   return np.array([float(camera.fx) * x / z + float(camera.cx), float(camera.fy) * y / z + float(camera.cy)])
+
+
+# ----------------------------------------------------------------------------- poses that are no camera pose
+
+
+def _sheared(pose_44: np.ndarray) -> np.ndarray:
+  pose_44 = pose_44.copy()
+  pose_44[:3, :3] = pose_44[:3, :3] @ np.array([[1.0, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+  return pose_44
+
+
+def _scaled(pose_44: np.ndarray) -> np.ndarray:
+  pose_44 = pose_44.copy()
+  pose_44[:3, :3] *= 2.0
+  return pose_44
+
+
+def _reflected(pose_44: np.ndarray) -> np.ndarray:
+  pose_44 = pose_44.copy()
+  pose_44[:3, 0] *= -1.0
+  return pose_44
+
+
+def _projective(pose_44: np.ndarray) -> np.ndarray:
+  pose_44 = pose_44.copy()
+  pose_44[3, 2] = 0.5
+  return pose_44
+
+
+# name -> (edit of a rigid 4x4 camera-to-world pose, what the refusal must say about it).
+NON_RIGID_POSES = {
+    "scaled": (_scaled, r"a rotation scaled by 2\b"),
+    "sheared": (_sheared, r"not orthonormal"),
+    "reflected": (_reflected, r"a reflection \(determinant -1\)"),
+    "projective": (_projective, r"last row is \[0\.0, 0\.0, 0\.5, 1\.0\]"),
+}
+
+
+def nearly_rigid(pose_44: np.ndarray) -> np.ndarray:
+  """`pose_44` with its rotation off by 1e-6 per entry, as poses written in float32 or 6 decimals are."""
+  return pose_44 + np.pad(np.full((3, 3), 1e-6), ((0, 1), (0, 1)))
