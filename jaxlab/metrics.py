@@ -12,8 +12,9 @@ and "-inf"; `read_metrics` turns them back into floats.
 Both classes write only on process 0 by default; elsewhere every method is a no-op.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 import json
+import logging
 import math
 import os
 import pathlib
@@ -183,6 +184,69 @@ class ProgressBar:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+class ProgressLog:
+  """One log line per report when no progress bar is drawn (output to a file, Slurm, CI).
+
+  Each line gives the step, the loss and any PSNR or accuracy metrics, the step rate since
+  the previous line and the time left at that rate:
+
+    step 100/300 (33%) | loss 0.0412 | psnr 24.31 | 2.15 steps/s | ETA 1m33s
+  """
+
+  SHOWN = ("loss", "psnr", "accuracy", "acc")
+
+  def __init__(self, total: int, *, initial: int = 0, enabled: bool = True,
+               logger: logging.Logger | None = None, clock: Callable[[], float] = time.perf_counter):
+    self._total = total
+    self._enabled = enabled and jax.process_index() == 0
+    self._log = logger or logging.getLogger("jaxlab.train")
+    self._clock = clock
+    self._last = (initial, None)  # (step, time) of the previous report; time None until a step ran
+
+  @property
+  def enabled(self) -> bool:
+    return self._enabled
+
+  def start(self) -> None:
+    """Marks the time the first measured step begins (after compilation, if the caller waits)."""
+    self._last = (self._last[0], self._clock())
+
+  def report(self, step: int, metrics: Mapping[str, float], *, steps_per_sec: float | None = None) -> str | None:
+    """Logs (at INFO) and returns the line for `step`; None when disabled."""
+    if not self._enabled:
+      return None
+    now = self._clock()
+    last_step, last_time = self._last
+    if steps_per_sec is None and last_time is not None and now > last_time and step > last_step:
+      steps_per_sec = (step - last_step) / (now - last_time)
+    self._last = (step, now)
+    line = format_progress(step, self._total, metrics, steps_per_sec)
+    self._log.info("%s", line)
+    return line
+
+
+def format_progress(step: int, total: int, metrics: Mapping[str, float], steps_per_sec: float | None) -> str:
+  parts = [f"step {step}/{total} ({100 * step / max(total, 1):.0f}%)"]
+  for key, value in metrics.items():
+    short = key.rsplit("/", 1)[-1]
+    if any(short == name or short.endswith("_" + name) or short.startswith(name + "_") for name in ProgressLog.SHOWN):
+      prefix = "eval " if key.startswith("eval/") else ""
+      parts.append(f"{prefix}{short} {float(value):.4g}")
+  if steps_per_sec:
+    parts.append(f"{steps_per_sec:.3g} steps/s")
+    parts.append(f"ETA {_duration(max(total - step, 0) / steps_per_sec)}")
+  return " | ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, secs = divmod(rest, 60)
+  if hours:
+    return f"{hours}h{minutes:02d}m"
+  return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _as_scalar(key: str, value: Any) -> int | float:

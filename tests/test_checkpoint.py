@@ -99,3 +99,44 @@ def test_bad_settings_are_rejected(tmp_path):
     Checkpointer(tmp_path, save_every=0, keep=1)
   with pytest.raises(ValueError, match="keep"):
     Checkpointer(tmp_path, save_every=1, keep=0)
+
+
+def test_nonfinite_newest_step_falls_back_naming_the_leaf(tmp_path, caplog):
+  ckpt = Checkpointer(tmp_path / "ckpt", save_every=1, keep=10, async_save=False)
+  ckpt.save(1, _state(1))
+  poisoned = _state(2)
+  w = np.array(poisoned["w"])
+  w[3, 1] = np.nan
+  poisoned["w"] = jax.device_put(w, poisoned["w"].sharding)
+  ckpt.save(2, poisoned)
+  ckpt.close()
+  restored = Checkpointer(tmp_path / "ckpt", save_every=1, keep=10).restore_latest(_abstract(_state(0)))
+  assert restored.step == 1
+  [(step, reason)] = restored.rejected
+  assert step == 2 and "NaN or infinity in w" in reason
+  assert any(p.name.startswith("2.") for p in (tmp_path / "ckpt_rejected").iterdir())
+
+
+def test_step_whose_data_state_is_refused_falls_back(tmp_path):
+  _save_steps(tmp_path / "ckpt", [1, 2])
+
+  def accept(state, data_state):
+    del state
+    if data_state["next_index"] > 10:
+      raise ValueError(f"next_index {data_state['next_index']} is out of range")
+
+  restored = Checkpointer(tmp_path / "ckpt", save_every=1, keep=10).restore_latest(_abstract(_state(0)), accept=accept)
+  assert restored.step == 1 and restored.data_state == {"next_index": 10}
+  assert "next_index 20 is out of range" in restored.rejected[0][1]
+
+
+def test_shape_mismatches_read_metadata_only(tmp_path):
+  _save_steps(tmp_path / "ckpt", [1])
+  ckpt = Checkpointer(tmp_path / "ckpt", save_every=1, keep=10)
+  assert ckpt.shape_mismatches(_abstract(_state(0))) == (1, [])
+  wider = {"w": jax.ShapeDtypeStruct((64, 8), jnp.float32), "step": jax.ShapeDtypeStruct((), jnp.int32),
+           "extra": jax.ShapeDtypeStruct((2,), jnp.float32)}
+  step, mismatches = ckpt.shape_mismatches(wider)
+  assert step == 1
+  assert [(m.path, m.saved, m.expected) for m in mismatches] == [("w", "float32[64,4]", "float32[64,8]"), ("extra", None, "float32[2]")]
+  assert Checkpointer(tmp_path / "none", save_every=1, keep=1).shape_mismatches(wider) is None

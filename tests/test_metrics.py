@@ -14,6 +14,7 @@ from tensorboardX.proto import event_pb2
 
 from jaxlab.metrics import MetricWriter
 from jaxlab.metrics import ProgressBar
+from jaxlab.metrics import ProgressLog
 from jaxlab.metrics import read_metrics
 
 
@@ -136,3 +137,22 @@ def test_progress_bar_off_for_a_non_terminal_stream_and_on_when_forced():
   assert "step/s" in text  # the rate
   assert "<00:00" in text  # elapsed<remaining: the ETA
   assert "loss=0.1235" in text
+
+
+def test_progress_log_line_has_rate_and_time_left(caplog):
+  now = [100.0]
+  progress = ProgressLog(300, initial=0, clock=lambda: now[0])
+  progress.start()
+  now[0] += 50.0  # 100 steps in 50 s: 2 steps/s, 200 steps left: 100 s
+  with caplog.at_level("INFO", logger="jaxlab.train"):
+    line = progress.report(100, {"train/loss": 0.04123, "train/psnr": 24.312, "train/grad_norm": 3.0, "eval/accuracy": 0.5})
+  assert line == "step 100/300 (33%) | loss 0.04123 | psnr 24.31 | eval accuracy 0.5 | 2 steps/s | ETA 1m40s"
+  assert caplog.records[-1].getMessage() == line
+  now[0] += 7200.0
+  assert progress.report(200, {"train/loss": 0.03}).endswith("ETA 2h00m")
+
+
+def test_progress_log_disabled_writes_nothing(caplog):
+  with caplog.at_level("INFO", logger="jaxlab.train"):
+    assert ProgressLog(10, enabled=False).report(5, {"train/loss": 1.0}) is None
+  assert not caplog.records

@@ -15,7 +15,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxlab.checkpoint import Checkpointer
-from jaxlab.metrics import MetricWriter, ProgressBar
+from jaxlab.metrics import MetricWriter, ProgressBar, ProgressLog
 from jaxlab.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -82,14 +82,19 @@ def train_loop(
     evaluate: optional `params -> metrics`, run every `eval_every` steps and at the end.
     stop_requested: polled every step (e.g. set by SIGTERM); when true on any process, a
       checkpoint is saved and the loop returns with status "preempted".
-    progress: show a progress bar (None: when stderr is a terminal).
+    progress: show a progress bar (None: when stderr is a terminal, else a log line every
+      `log_every` steps with loss, PSNR or accuracy, steps/s and ETA; False: neither).
   """
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-  restored = checkpointer.restore_latest(abstract)
+
+  def accept(restored_state, data_state):
+    del restored_state
+    if data_state and hasattr(batches, "set_state"):
+      batches.set_state(data_state)  # raises on a position the iterator cannot take: the step is damaged
+
+  restored = checkpointer.restore_latest(abstract, accept=accept)
   if restored is not None:
     state = restored.state
-    if restored.data_state and hasattr(batches, "set_state"):
-      batches.set_state(restored.data_state)
     log.warning("Resumed from checkpoint step %d (%s).", restored.step, restored.path)
   start_step = int(jax.device_get(state.step))
   data_state = lambda: batches.get_state() if hasattr(batches, "get_state") else None
@@ -108,8 +113,12 @@ def train_loop(
       return
     eval_metrics = {f"eval/{k}": float(v) for k, v in jax.device_get(evaluate(state.params)).items()}
     writer.write(at_step, eval_metrics)
+    if lines.enabled:
+      log.info("evaluation at step %d: %s", at_step, ", ".join(f"{k[5:]} {v:.4g}" for k, v in eval_metrics.items()))
 
   bar = ProgressBar(settings.num_steps, initial=start_step, enabled=progress)
+  # Without a bar (output to a file, under Slurm), one log line every log_every steps.
+  lines = ProgressLog(settings.num_steps, initial=start_step, enabled=not bar.enabled and progress is not False)
   try:
     while step < settings.num_steps:
       batch = to_device(next(batches))
@@ -137,6 +146,7 @@ def train_loop(
         train_metrics["train/nonfinite_steps_total"] = float(jax.device_get(state.nonfinite_steps))
         writer.write(step, train_metrics)
         bar.update(len(window), loss=train_metrics["train/loss"])
+        lines.report(step, train_metrics, steps_per_sec=train_metrics.get("perf/steps_per_sec"))
         window, window_start = [], time.perf_counter()
         window_first_step = step
       if settings.eval_every and step % settings.eval_every == 0 and step != settings.num_steps:

@@ -33,6 +33,8 @@ class _Batches:
     return {"index": self.index}
 
   def set_state(self, state):
+    if not isinstance(state.get("index"), int) or state["index"] < 0:
+      raise ValueError(f"not a position of this stream: {state!r}")  # as grain refuses a bad position
     self.index = state["index"]
 
 
@@ -42,7 +44,7 @@ def _loss_fn(params, batch, rng):
   return loss, {}
 
 
-def _run(workdir, *, num_steps, stop_at=None, batches=None, max_streak=3):
+def _run(workdir, *, num_steps, stop_at=None, batches=None, max_streak=3, progress=False):
   optimizer = optax.adam(0.05)
   state = TrainState.create({"w": jnp.zeros((3, 1))}, optimizer)
   step = make_train_step(_loss_fn, optimizer)
@@ -66,7 +68,7 @@ def _run(workdir, *, num_steps, stop_at=None, batches=None, max_streak=3):
           writer=writer,
           evaluate=lambda p: {"w_norm": jnp.linalg.norm(p["w"])},
           stop_requested=stop_requested,
-          progress=False,
+          progress=progress,
       )
     finally:
       ckpt.close()
@@ -114,3 +116,31 @@ def test_isolated_nonfinite_steps_are_counted_not_fatal(tmp_path):
   assert result.status == "completed"
   assert int(result.state.nonfinite_steps) == 2
   assert np.all(np.isfinite(result.state.params["w"]))
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path, caplog):
+  # Under pytest stderr is not a terminal: no bar, so the loop logs a line every log_every steps.
+  with caplog.at_level("INFO", logger="jaxlab.train"):
+    _run(tmp_path, num_steps=6, progress=None)
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+  assert [line.split(" ")[1] for line in lines] == ["2/6", "4/6", "6/6"]
+  assert all(" | loss " in line for line in lines)
+  assert "steps/s | ETA " in lines[-1]
+  assert any(r.getMessage().startswith("evaluation at step 6: w_norm ") for r in caplog.records)
+
+
+def test_no_progress_lines_when_disabled(tmp_path, caplog):
+  with caplog.at_level("INFO", logger="jaxlab.train"):
+    _run(tmp_path, num_steps=4, progress=False)
+  assert not [r for r in caplog.records if r.getMessage().startswith("step ")]
+
+
+def test_resume_whose_saved_data_state_is_invalid_uses_the_previous_step(tmp_path, caplog):
+  straight = _run(tmp_path / "a", num_steps=16)
+  _run(tmp_path / "b", num_steps=12)  # checkpoints at 4, 8, 12
+  data_file = tmp_path / "b" / "checkpoints" / "12" / "data" / "metadata"
+  data_file.write_text('{"index": "garbage"}')
+  resumed = _run(tmp_path / "b", num_steps=16)
+  assert resumed.start_step == 8 and resumed.final_step == 16
+  np.testing.assert_array_equal(resumed.state.params["w"], straight.state.params["w"])
+  assert [p.name.split(".")[0] for p in (tmp_path / "b" / "checkpoints_rejected").iterdir()] == ["12"]
