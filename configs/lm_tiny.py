@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.cpu_devices = 4  # fake devices when the run is on CPU, so the mesh below is real
 
-  c.mesh = ml_collections.ConfigDict(dict(data=2, fsdp=-1, tensor=1, expert=1))
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1, expert=1))  # any device count
   c.sharding = ml_collections.ConfigDict(dict(presets=("data", "fsdp"), min_sharded_size=4096))
 
   c.data = ml_collections.ConfigDict(

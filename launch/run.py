@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from launch.cli import check_workdir_writable, parse_run_args, resolve_config, should_initialize_distributed
 from launch.config_loader import ConfigError
+from launch.workdir_lock import WorkdirLock, launch_rank
 
 log = logging.getLogger("launch.run")
 
@@ -57,17 +58,38 @@ def _install_stop_handler() -> threading.Event:
   return stop
 
 
+def _fail(message: str) -> int:
+  """The error as the last thing printed, in one paragraph; exit status 2."""
+  logging.shutdown()  # flush log handlers first, so nothing follows the message
+  sys.stderr.flush()
+  print(f"launch.run: error: {message}", file=sys.stderr, flush=True)
+  return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
     args = parse_run_args(argv)
     config = resolve_config(args)
     workdir = check_workdir_writable(args.workdir)
+    # Before jax starts: a second run on a busy workdir is refused at once.
+    lock = WorkdirLock(workdir, launch_rank(args.process_id, os.environ)).acquire()
   except (ConfigError, OSError) as e:
-    print(f"launch.run: error: {e}", file=sys.stderr)
-    return 2
+    return _fail(str(e))
+  try:
+    return _run(args, config, workdir)
+  except ConfigError as e:  # settings the task refuses, e.g. a checkpoint of other shapes
+    return _fail(str(e))
+  finally:
+    lock.release()
 
+
+def _run(args, config, workdir) -> int:
   import jax  # after flag parsing: a bad flag should not pay for jax start-up
+
+  from jaxlab import files
+  from launch.tasks import get_task
+  from launch.validate import check_config
 
   if config.get("cpu_devices", 0):
     # Fake devices for the CPU backend only; harmless where GPUs or TPUs serve the run.
@@ -80,13 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   _configure_logging(workdir, jax.process_index())
   stop = _install_stop_handler()
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  task = get_task(config.task)
+  check_config(config, task, jax.device_count())  # impossible settings fail here, naming the key
   log.info("Running task %r in %s on %d devices (%s).", config.task, workdir, jax.device_count(), jax.default_backend())
 
-  from launch.tasks import get_task
-
-  result = get_task(config.task).run(config, workdir, stop_requested=stop.is_set)
+  result = task.run(config, workdir, stop_requested=stop.is_set)
   summary = {
       "status": result.status,
       "start_step": result.start_step,
@@ -95,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       **result.last_eval_metrics,
   }
   if jax.process_index() == 0:
-    (workdir / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    files.write_text(workdir / "result.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
   log.info("Finished: %s", json.dumps(summary, sort_keys=True))
   return 0
 

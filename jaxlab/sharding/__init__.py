@@ -29,7 +29,7 @@ from jaxlab.sharding.axes import (
     VOCAB,
 )
 from jaxlab.sharding.checks import assert_params_sharded, sharding_summary
-from jaxlab.sharding.mesh import make_mesh
+from jaxlab.sharding.mesh import make_mesh, mesh_shape
 from jaxlab.sharding.params import init_sharded
 from jaxlab.sharding.rules import PRESETS, logical_rules
 
@@ -55,6 +55,7 @@ __all__ = [
     "logical_rules",
     "logical_to_shardings",
     "make_mesh",
+    "mesh_shape",
     "param_with_axes",
     "sharding_summary",
 ]

@@ -28,6 +28,34 @@ def _axis_sizes(axis_sizes: Mapping[str, int]) -> list[int]:
   return [axis_sizes.get(name, 1) for name in MESH_AXES]
 
 
+def mesh_shape(axis_sizes: Mapping[str, int], num_devices: int) -> dict[str, int]:
+  """The size of every mesh axis (in `MESH_AXES` order) for `num_devices`, with -1 filled.
+
+  Needs no devices, so settings can be checked before any array exists.
+
+  Raises:
+    ValueError: for an unknown axis name, a bad size, more than one -1, or sizes whose
+      product is not the device count.
+  """
+  sizes = _axis_sizes(axis_sizes)
+  if FILL in sizes:
+    fill_index = sizes.index(FILL)
+    known = math.prod(s for s in sizes if s != FILL)
+    if num_devices % known:
+      raise ValueError(
+          f"Cannot fill mesh axis {MESH_AXES[fill_index]!r}: the other axis sizes"
+          f" {dict(zip(MESH_AXES, sizes))} multiply to {known}, which does not divide the"
+          f" device count {num_devices}.")
+    sizes[fill_index] = num_devices // known
+  product = math.prod(sizes)
+  if product != num_devices:
+    raise ValueError(
+        f"Mesh axis sizes {dict(zip(MESH_AXES, sizes))} multiply to {product}, but the"
+        f" device count is {num_devices}; the product must equal the device count (give"
+        " one axis -1 to fill).")
+  return dict(zip(MESH_AXES, sizes))
+
+
 def make_mesh(
     axis_sizes: Mapping[str, int],
     devices: Sequence[jax.Device] | None = None,
@@ -48,24 +76,8 @@ def make_mesh(
     ValueError: for an unknown axis name, a bad size, more than one -1, or sizes whose
       product is not the device count.
   """
-  sizes = _axis_sizes(axis_sizes)
   devices = list(jax.devices() if devices is None else devices)
-  num_devices = len(devices)
-  if FILL in sizes:
-    fill_index = sizes.index(FILL)
-    known = math.prod(s for s in sizes if s != FILL)
-    if num_devices % known:
-      raise ValueError(
-          f"Cannot fill mesh axis {MESH_AXES[fill_index]!r}: the other axis sizes"
-          f" {dict(zip(MESH_AXES, sizes))} multiply to {known}, which does not divide the"
-          f" device count {num_devices}.")
-    sizes[fill_index] = num_devices // known
-  product = math.prod(sizes)
-  if product != num_devices:
-    raise ValueError(
-        f"Mesh axis sizes {dict(zip(MESH_AXES, sizes))} multiply to {product}, but the"
-        f" device count is {num_devices}; the product must equal the device count (give"
-        " one axis -1 to fill).")
+  sizes = list(mesh_shape(axis_sizes, len(devices)).values())
   return jax.make_mesh(
       tuple(sizes),
       MESH_AXES,

@@ -1,6 +1,9 @@
 """Pieces every task builds the same way from a config."""
 
+import json
+import logging
 import pathlib
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -9,9 +12,69 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
+from jaxlab import files
 from jaxlab.checkpoint import Checkpointer
 from jaxlab.metrics import MetricWriter
 from jaxlab.train import LoopResult, LoopSettings, TrainState, train_loop
+from launch.config_loader import ConfigError, flatten, format_override_value
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "config.json"
+
+
+class CheckpointConfigMismatch(ConfigError):
+  """The workdir's checkpoint was saved with parameter shapes this config does not build."""
+
+
+def _config_as_json(config: ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def record_config(config: ConfigDict, workdir: pathlib.Path) -> None:
+  """Writes `config.json` (process 0); an earlier, different one is kept as `config.<time>.json`."""
+  if jax.process_index() != 0:
+    return
+  path = workdir / CONFIG_FILE
+  text = json.dumps(_config_as_json(config), indent=2, sort_keys=True) + "\n"
+  if path.is_file():
+    previous = path.read_text()
+    if previous == text:
+      return
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    kept = workdir / f"config.{stamp}.json"
+    if not kept.exists():
+      files.write_text(kept, previous, overwrite=False)
+      log.info("The run's config changed; the previous one is kept as %s.", kept)
+  files.write_text(path, text)
+
+
+def _saved_config(workdir: pathlib.Path) -> dict[str, Any]:
+  try:
+    return flatten(json.loads((workdir / CONFIG_FILE).read_text()))
+  except (OSError, ValueError):
+    return {}
+
+
+def check_checkpoint_fits(checkpointer: Checkpointer, state: Any, config: ConfigDict, workdir: pathlib.Path) -> None:
+  """Raises CheckpointConfigMismatch, before anything is written, when the newest checkpoint's
+  parameter shapes differ from `state`'s; the message names the leaves and config keys."""
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), state)
+  found = checkpointer.shape_mismatches(abstract)
+  if found is None or not found[1]:
+    return
+  step, mismatches = found
+  shown = "; ".join(f"{m.path}: saved {m.saved or 'absent'}, now {m.expected or 'absent'}" for m in mismatches[:3])
+  more = f" and {len(mismatches) - 3} more" if len(mismatches) > 3 else ""
+  saved, now = _saved_config(workdir), flatten(_config_as_json(config))
+  changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+  keys = ", ".join(f"{k} {saved.get(k, 'absent')!r} -> {now.get(k, 'absent')!r}" for k in changed[:6])
+  hint = (f" This config differs from {workdir / CONFIG_FILE} in: {keys}{' and more' if len(changed) > 6 else ''}."
+          if changed else "")
+  restore = " ".join(f"--config.{k}={format_override_value(saved[k])}" for k in changed[:6] if k in saved and k in now)
+  raise CheckpointConfigMismatch(
+      f"{checkpointer.directory / str(step)} holds parameters of other shapes than this config builds ({shown}{more})."
+      f"{hint} Nothing in {workdir} was changed. Resume with the checkpoint's settings{f' ({restore})' if restore else ''},"
+      " or start this config in another --workdir.")
 
 
 def optimizer_from_config(c: ConfigDict, num_steps: int) -> optax.GradientTransformation:
@@ -51,18 +114,22 @@ def run_train_loop(
 ) -> LoopResult:
   """`train_loop` with the checkpointer, metric writer and loop settings that `config` names.
 
-  The checkpointer is closed (pending async saves finished) however the loop ends.
+  Before anything is written, a checkpoint whose parameter shapes this config cannot restore
+  is refused (CheckpointConfigMismatch); then `config.json` is recorded. The checkpointer is
+  closed (pending async saves finished) however the loop ends.
   """
   checkpointer = checkpointer_from_config(config.checkpoint, workdir)
-  with MetricWriter(workdir) as writer:
-    try:
+  try:
+    check_checkpoint_fits(checkpointer, state, config, workdir)
+    record_config(config, workdir)
+    with MetricWriter(workdir) as writer:
       return train_loop(
           state, train_step=train_step, batches=iter(batches), to_device=to_device, rng=rng,
           settings=loop_settings_from_config(config.train), checkpointer=checkpointer, writer=writer,
           evaluate=evaluate, stop_requested=stop_requested,
       )
-    finally:
-      checkpointer.close()
+  finally:
+    checkpointer.close()
 
 
 def stack_examples(examples: list[dict]) -> dict:

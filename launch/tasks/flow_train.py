@@ -29,6 +29,7 @@ from jaxlab.flow.schedules import sigma_schedule
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step
 from launch.tasks.common import optimizer_from_config, run_train_loop, stack_examples
+from launch.validate import require_batch_divisible
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ def image_grid(images_bhwc: np.ndarray, columns: int) -> np.ndarray:
 def structure_stats(images_bhwc) -> dict:
   return {"neighbor_correlation": float(np.mean(image_stats.neighbor_correlation(images_bhwc))),
           "spectrum_slope": float(np.mean(image_stats.spectrum_slope(images_bhwc)))}
+
+
+def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
+  """Batches that the mesh splits must divide over it (called by launch.run before the run)."""
+  require_batch_divisible(config, "data.global_batch_size", mesh_sizes)
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:

@@ -14,8 +14,15 @@ from jaxlab.models import DecoderLM, DecoderLMConfig
 from jaxlab.sharding import assert_params_sharded, axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step, masked_cross_entropy
 from launch.tasks.common import optimizer_from_config, process_share, run_train_loop, stack_examples
+from launch.validate import require_batch_divisible
 
 log = logging.getLogger(__name__)
+
+
+def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
+  """Batches that the mesh splits must divide over it (called by launch.run before the run)."""
+  require_batch_divisible(config, "data.global_batch_size", mesh_sizes)
+  require_batch_divisible(config, "data.num_eval_examples", mesh_sizes)
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:

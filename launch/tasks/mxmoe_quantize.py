@@ -35,6 +35,8 @@ from jaxlab.quant.mxmoe.checkpoint import save_quantized
 from jaxlab.quant.mxmoe.cost import block_times, load_cost_model
 from jaxlab.quant.scheme import parse_scheme
 from jaxlab.train import LoopResult
+from launch.config_loader import ConfigError
+from launch.tasks.common import record_config
 from launch.tasks.mxmoe_report import write_report
 
 log = logging.getLogger(__name__)
@@ -52,11 +54,21 @@ def _model_throughput(config, calib, assignment, cost_model, batch_tokens: int) 
   return total
 
 
+def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
+  """The model folder must be given and exist (called by launch.run before the run)."""
+  del mesh_sizes
+  if not config.model:
+    raise ConfigError("model is required: --config.model=DIR, a Hugging Face-format folder with tokenizer.json")
+  if not pathlib.Path(config.model).expanduser().is_dir():
+    raise ConfigError(f"model={config.model!r} is not a folder: give --config.model=DIR, a Hugging Face-format folder")
+
+
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
   del stop_requested  # Each step is short; a stopped run is simply run again.
   started = time.time()
   if not config.model:
-    raise ValueError("config.model is required: --config.model=DIR, a Hugging Face-format folder with tokenizer.json")
+    raise ConfigError("config.model is required: --config.model=DIR, a Hugging Face-format folder with tokenizer.json")
+  record_config(config, workdir)  # nothing here restores a checkpoint, so nothing to check first
   model_dir = pathlib.Path(config.model)
   if not model_dir.is_dir():
     raise FileNotFoundError(

@@ -27,6 +27,7 @@ from jaxlab.vlm.projector import ProjectorConfig
 from jaxlab.vlm.sft_loss import WEIGHTINGS, sft_loss
 from jaxlab.vlm.vision import InternVisionConfig
 from launch.tasks.common import optimizer_from_config, run_train_loop, stack_examples
+from launch.validate import require_batch_divisible
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,11 @@ def answer_accuracy(model, params, source: ShapesSource, indices, *, batch_size:
       if len(examples) < 8:
         examples.append({"expected": vocab.decode(want), "generated": vocab.decode(row)})
   return {"answer_accuracy": hits / len(indices), "num_examples": len(indices), "examples": examples}
+
+
+def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
+  """Batches that the mesh splits must divide over it (called by launch.run before the run)."""
+  require_batch_divisible(config, "data.global_batch_size", mesh_sizes)
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:

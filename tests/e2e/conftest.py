@@ -28,8 +28,9 @@ def launch_args(workdir: pathlib.Path, overrides: dict | None = None, config: st
   return args + [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
 
 
-def start_run(workdir, overrides=None, *, env, extra_args=()) -> subprocess.Popen:
-  return subprocess.Popen([*launch_args(workdir, overrides), *extra_args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_run(workdir, overrides=None, *, env, extra_args=(), config: str = LM_TINY) -> subprocess.Popen:
+  return subprocess.Popen([*launch_args(workdir, overrides, config), *extra_args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
@@ -38,8 +39,8 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
   return out
 
 
-def run(workdir, overrides=None, *, env, timeout: float = 300) -> str:
-  return finish(start_run(workdir, overrides, env=env), timeout)
+def run(workdir, overrides=None, *, env, timeout: float = 300, config: str = LM_TINY) -> str:
+  return finish(start_run(workdir, overrides, env=env, config=config), timeout)
 
 
 def result(workdir: pathlib.Path) -> dict:
