@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from jaxlab import files
 from launch.cli import parse_override_flag, run_command
 from launch.config_loader import ConfigError, apply_overrides, flatten, format_override_value, load_config, load_sweep, split_spec
 from launch.jobs import DEFAULT_COORDINATOR_PORT, SweepRun
@@ -86,7 +87,7 @@ def write_manifest(out_dir: str | pathlib.Path, content: Mapping[str, Any]) -> p
   path = pathlib.Path(out_dir) / "sweep.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   # Values without a JSON form (none in a valid sweep) are recorded by repr rather than lost.
-  path.write_text(json.dumps(content, indent=2, default=repr) + "\n")
+  files.write_text(path, json.dumps(content, indent=2, default=repr) + "\n")
   return path
 
 

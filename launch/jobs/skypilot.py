@@ -11,6 +11,7 @@ import pathlib
 import shlex
 from collections.abc import Sequence
 
+from jaxlab import files
 from launch.cli import run_command
 from launch.jobs import DEFAULT_COORDINATOR_PORT, SweepRun, multiline_command
 
@@ -69,6 +70,6 @@ def write_tasks(out_dir: str | pathlib.Path, runs: Sequence[SweepRun], texts: Se
   paths = []
   for run, text in zip(runs, texts, strict=True):
     path = out_dir / f"{pathlib.PurePath(run.workdir).name}.yaml"
-    path.write_text(text)
+    files.write_text(path, text)
     paths.append(path)
   return paths

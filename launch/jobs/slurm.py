@@ -11,6 +11,7 @@ import re
 import shlex
 from collections.abc import Sequence
 
+from jaxlab import files
 from launch.cli import override_flags
 from launch.jobs import DEFAULT_COORDINATOR_PORT, SweepRun, multiline_command
 
@@ -102,5 +103,5 @@ def write_sbatch(path: str | pathlib.Path, text: str, log_dir: str | pathlib.Pat
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   pathlib.Path(log_dir).mkdir(parents=True, exist_ok=True)
-  path.write_text(text)
+  files.write_text(path, text)
   return path

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
 from jaxlab.data.images import PHOTO_NAMES, PhotoCropSource
 from jaxlab.flow import image_stats
@@ -149,8 +150,8 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
            "sampling": s.to_dict(), "step": result.final_step,
            "classes": list(PHOTO_NAMES) if d.conditional else None}
   if jax.process_index() == 0:
-    iio.imwrite(workdir / "samples.png", image_grid(samples, columns))
-    (workdir / "sample_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    files.write_bytes(workdir / "samples.png", iio.imwrite("<bytes>", image_grid(samples, columns), extension=".png"))
+    files.write_text(workdir / "sample_stats.json", json.dumps(stats, indent=2) + "\n")
     save_dit(workdir / "model", model_config, params, overwrite=True)
     log.info("Wrote samples.png, sample_stats.json and model/ to %s.", workdir)
   log.info("Neighbour correlation: samples %.3f, noise %.3f, real crops %.3f; spectrum slope: samples %.2f, "

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
 from jaxlab.data.text import TokenWindows, prepare_shakespeare, save_tokenizer
 from jaxlab.eval import sliding_window_perplexity
@@ -97,7 +98,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
                                     stride=e.stride, batch_size=e.batch_size)
   report = {"validation_plays": list(corpus.validation_documents), "perplexity": float(ppl.perplexity),
             "num_tokens": int(ppl.num_tokens), "context": d.seq_len, "stride": e.stride, "step": result.final_step}
-  (workdir / "perplexity.json").write_text(json.dumps(report, indent=2) + "\n")
+  files.write_text(workdir / "perplexity.json", json.dumps(report, indent=2) + "\n")
   log.info("Validation perplexity (sliding window, context %d, stride %d): %.2f over %d tokens.", d.seq_len,
            e.stride, ppl.perplexity, ppl.num_tokens)
   if jax.process_index() == 0:

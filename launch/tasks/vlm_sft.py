@@ -15,6 +15,7 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
+from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
 from jaxlab.data.images.shapes import ShapesSource
 from jaxlab.models.qwen2 import Qwen2Config
@@ -157,7 +158,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   accuracy.update(step=result.final_step, weighting=config.loss.weighting, freeze_vision=config.model.freeze_vision,
                   v2pe=config.data.v2pe, v2pe_eval_delta=eval_delta)
   if jax.process_index() == 0:
-    (workdir / "accuracy.json").write_text(json.dumps(accuracy, indent=2) + "\n")
+    files.write_text(workdir / "accuracy.json", json.dumps(accuracy, indent=2) + "\n")
   log.info("Exact-answer accuracy on %d held-out records: %.3f", accuracy["num_examples"], accuracy["answer_accuracy"])
   result.last_eval_metrics["answer_accuracy"] = accuracy["answer_accuracy"]
   return result
