@@ -35,14 +35,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       downscale=1,
       background=(0.0, 0.0, 0.0),  # black, as 3DGS (a white one adds an opacity reset at densify_from)
       test_every=8,
-      views_per_step=1,  # cameras per step; sharded over the mesh's data axis
+      views_per_step=0,  # cameras per step, split over the mesh's data axis; 0: one per device of that axis
       # The embedded scene's size (used only when `path` is empty).
       synthetic_width=64, synthetic_height=64, synthetic_num_train=64, synthetic_num_test=8, synthetic_num_points=5_000,
   ))
   c.model = ml_collections.ConfigDict(dict(
       capacity=30_000,  # Gaussian slots; densification stops adding when they run out (reported)
       sh_degree=3,
-      init_random_points=20_000,  # when the dataset has no point cloud
+      init_num_points=10_000,  # when the dataset has no point cloud (rule: jaxlab.splat.initial_points)
       intersection_margin=1.5,  # intersection capacity = margin x the initial scene's need
   ))
   c.fit = ml_collections.ConfigDict(dict(
@@ -62,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint.save_every = 300
   elif variant == "smoke":
     c.data.update(synthetic_width=32, synthetic_height=32, synthetic_num_train=8, synthetic_num_test=2, synthetic_num_points=1_000)
-    c.model.update(capacity=4_000, init_random_points=500)
+    c.model.update(capacity=4_000, init_num_points=500)
     c.fit.update(position_lr_max_steps=60, densify_from=20, densify_until=50, densify_every=10, opacity_reset_every=1000, sh_increase_every=20)
     c.train.update(num_steps=60, log_every=10, eval_every=30)
     c.checkpoint.update(save_every=20, keep=2)

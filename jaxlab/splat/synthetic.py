@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
 import pathlib
@@ -47,6 +48,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +56,8 @@ from typing import Any
 import numpy as np
 
 from jaxlab.files import atomic_open
+
+log = logging.getLogger(__name__)
 
 SCENE_VERSION = "synthetic_v1"
 GROUND_HEIGHT = 0.0
@@ -603,7 +607,10 @@ def _write_split(root: pathlib.Path, split: str, poses: np.ndarray, scene: Scene
   # `root` is generate's private staging folder, deleted on any failure: plain writes are safe here.
   (root / split).mkdir()
   frames = []
+  started = time.monotonic()
   for i, pose in enumerate(poses):
+    if i and i % 16 == 0:  # rendering takes a while: show life when output is not a terminal
+      log.info("Rendered %d/%d %s views (%.0f s).", i, len(poses), split, time.monotonic() - started)
     rgba, depth = render_view(scene, textures, pose, width=width, height=height, supersample=supersample)
     stem = f"r_{i}"
     iio.imwrite(root / split / f"{stem}.png", _to_uint8(rgba))
@@ -742,6 +749,8 @@ def generate(out_dir: str | os.PathLike, *, num_train: int = DEFAULT_SETTINGS["n
     _refuse_foreign_entries(out)  # before spending time on rendering
   out.parent.mkdir(parents=True, exist_ok=True)
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+  log.info("Generating the embedded scene (%d train and %d test views of %dx%d) into %s.", num_train, num_test, width,
+           height, out)
   try:
     scene = build_scene(seed)
     textures = load_textures()

@@ -27,9 +27,11 @@ from jaxlab.splat import estimate_capacity_for, from_point_cloud, render, save_p
 from jaxlab.splat.datasets import SceneData, load_dataset
 from jaxlab.splat.exports import orbit_cameras, save_animation, save_side_by_side
 from jaxlab.splat.fit import FitSettings, evaluate, init_fit_state, make_fit_step
+from jaxlab.splat.initial_points import initial_points
 from jaxlab.splat.synthetic import ensure_default_scene
 from jaxlab.train import LoopResult
 from launch.tasks.common import run_train_loop
+from launch.validate import require_divisible
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +49,25 @@ def _scene_extent(cameras) -> float:
   return float(1.1 * np.max(np.linalg.norm(centers - centers.mean(axis=0), axis=1)))
 
 
-def _initial_gaussians(train: SceneData, m: ConfigDict, extent: float, seed: int):
-  if train.points is not None and len(train.points):
-    points, colors = train.points, train.point_colors
-  else:
-    rng = np.random.default_rng(seed)
-    center = np.asarray(train.cameras.camera_center()).mean(axis=0)
-    points = center + rng.uniform(-1.0, 1.0, (m.init_random_points, 3)) * extent / 1.1
-    colors = rng.uniform(0.0, 1.0, (m.init_random_points, 3))
-    log.info("No point cloud in the dataset: %d random points in the cameras' bounding cube.", m.init_random_points)
+def _initial_gaussians(train: SceneData, m: ConfigDict, seed: int):
+  points, colors, rule = initial_points(train, m.init_num_points, seed)
+  if rule != "point_cloud":
+    log.info("No point cloud in the dataset: %d initial points by the %r rule (jaxlab.splat.initial_points).", len(points), rule)
   if len(points) > m.capacity:
     raise ValueError(f"model.capacity={m.capacity} is smaller than the initial point cloud ({len(points)} points); raise it")
-  return from_point_cloud(np.asarray(points, np.float32), np.asarray(colors, np.float32), sh_degree=m.sh_degree, capacity=m.capacity)
+  return from_point_cloud(points, colors, sh_degree=m.sh_degree, capacity=m.capacity)
+
+
+def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
+  """Views per step must divide over the mesh's data axis (0: one view per data shard)."""
+  views = config.data.views_per_step
+  if views:
+    require_divisible("data.views_per_step", views, mesh_sizes["data"], f"devices of the mesh's data axis (mesh {mesh_sizes});"
+                      " 0 gives one view per device")
+
+
+def views_per_step(config: ConfigDict, mesh) -> int:
+  return config.data.views_per_step or mesh.shape["data"]
 
 
 def _fit_settings(c: ConfigDict, background) -> FitSettings:
@@ -74,7 +83,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   log.info("Dataset %s (%s): %d train and %d test views of %dx%d.", path, data_format, len(train.names), len(test.names), width, height)
 
   extent = _scene_extent(train.cameras)
-  gaussians = _initial_gaussians(train, config.model, extent, config.seed)
+  gaussians = _initial_gaussians(train, config.model, config.seed)
   capacity = int(config.model.intersection_margin * estimate_capacity_for(gaussians, train.cameras))
   settings = _fit_settings(config, d.background)
   log.info("Scene extent %.3f; %d initial Gaussians in %d slots; %d intersection slots.", extent, int(gaussians.active.sum()), gaussians.num, capacity)
@@ -87,7 +96,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
 
   train_images = np.asarray(train.images, np.float32)
   source = [{"view": np.int32(i)} for i in range(len(train.names))]
-  batches = build_batches(source, global_batch_size=d.views_per_step, seed=config.seed)
+  batches = build_batches(source, global_batch_size=views_per_step(config, mesh), seed=config.seed)
 
   def to_device(batch):
     index = batch["view"]

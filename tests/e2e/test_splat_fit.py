@@ -7,6 +7,7 @@ import pytest
 
 from jaxlab.metrics import read_metrics
 from jaxlab.splat import load_ply
+from jaxlab.testing import mesh_views
 from launch.config_loader import apply_overrides, load_config
 from launch.tasks import splat_fit
 
@@ -68,4 +69,18 @@ def test_capacity_smaller_than_the_point_cloud_is_refused(config):
   train = splat_fit.load_dataset(splat_fit._dataset_path(config.data)[0], format="blender", split="train")
   small = apply_overrides(config, {"model.capacity": 10})
   with pytest.raises(ValueError, match="model.capacity=10 is smaller than the initial point cloud"):
-    splat_fit._initial_gaussians(train, small.model, 1.0, 0)
+    splat_fit._initial_gaussians(train, small.model, 0)
+
+
+def test_object_dataset_without_a_point_cloud_fits(tmp_path):
+  """Posed RGBA views of ray-cast meshes and no points: the masks' visual hull seeds the fit.
+
+  With points drawn uniformly in the cameras' bounding cube (the rule before) this run ended at
+  13.0 dB test PSNR; seeded from the visual hull it reaches 19.0 dB (both measured on 2 cores).
+  """
+  data = mesh_views.write_dataset(tmp_path / "toy", object_name="toy", width=32, num_train=24, num_test=4, supersample=2)
+  config = apply_overrides(load_config("configs/splat_fit.py:smoke"), {
+      "data.path": str(data), "data.format": "blender", "mesh.data": 1, "mesh.fsdp": -1,
+      "outputs.turntable_frames": 2, "outputs.num_test_renders": 1})
+  result = splat_fit.run(config, tmp_path / "run")
+  assert result.last_eval_metrics["eval/psnr"] >= 17.0, result.last_eval_metrics
