@@ -17,8 +17,11 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 
@@ -80,7 +83,10 @@ def write_dataset(out: pathlib.Path, scene: str, *, width: int = 64, num_train: 
   import pybullet as p  # noqa: PLC0415
   import pybullet_data  # noqa: PLC0415
 
-  out.mkdir(parents=True, exist_ok=False)
+  if out.exists():
+    raise FileExistsError(f"{out} exists; write_dataset makes a new folder")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  final, out = out, pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
   client = p.connect(p.DIRECT)
   try:
     _load_scene(p, pathlib.Path(pybullet_data.getDataPath()), scene)
@@ -93,9 +99,11 @@ def write_dataset(out: pathlib.Path, scene: str, *, width: int = 64, num_train: 
         iio.imwrite(out / split / f"r_{i}.png", render(p, pose, width))
         frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": pose.tolist()})
       (out / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}))
+    os.rename(out, final)  # renamed when complete: a crash leaves no half dataset under the target name
   finally:
     p.disconnect(client)
-  return out
+    shutil.rmtree(out, ignore_errors=True)
+  return final
 
 
 def main() -> int:

@@ -22,6 +22,8 @@ import json
 import math
 import os
 import pathlib
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -335,18 +337,26 @@ def write_dataset(out_dir: str | os.PathLike, *, object_name: str = "toy", width
   import imageio.v3 as iio  # noqa: PLC0415
 
   out = pathlib.Path(out_dir)
-  out.mkdir(parents=True, exist_ok=False)
+  if out.exists():
+    raise FileExistsError(f"{out} exists; write_dataset makes a new folder")
+  out.parent.mkdir(parents=True, exist_ok=True)
   parts = build_object(object_name)
   height = height or width
   splits = {"train": sphere_poses(num_train, radius, seed), "test": sphere_poses(num_test, radius, seed + 1000)}
-  for split, poses in splits.items():
-    (out / split).mkdir()
-    frames = []
-    for i, pose in enumerate(poses):
-      rgba = render_rgba(parts, pose, width, height, supersample=supersample)
-      iio.imwrite(out / split / f"r_{i}.png", np.round(rgba * 255).astype(np.uint8))
-      frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": pose.tolist()})
-    (out / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}, indent=1))
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+  try:  # written beside the target and renamed at the end: a crash leaves no half dataset under `out`
+    for split, poses in splits.items():
+      (staging / split).mkdir()
+      frames = []
+      for i, pose in enumerate(poses):
+        rgba = render_rgba(parts, pose, width, height, supersample=supersample)
+        iio.imwrite(staging / split / f"r_{i}.png", np.round(rgba * 255).astype(np.uint8))
+        frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": pose.tolist()})
+      meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}
+      (staging / f"transforms_{split}.json").write_text(json.dumps(meta, indent=1))
+    os.rename(staging, out)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
   return out
 
 
