@@ -50,6 +50,8 @@ def make_dataset(spec: str, root: pathlib.Path, pybullet_python: str | None, *, 
 
 
 def fit(data: pathlib.Path, workdir: pathlib.Path, overrides: list[str]) -> dict:
+  if workdir.exists():  # a run there would resume, not fit from the start
+    raise SystemExit(f"{workdir} exists: move it away or choose another --out-dir")
   command = [sys.executable, "-m", "launch.run", "--config=configs/splat_fit.py", f"--workdir={workdir}",
              f"--config.data.path={data}", "--config.data.format=blender", *overrides]
   started = time.monotonic()

@@ -55,7 +55,7 @@ def _initial_gaussians(train: SceneData, m: ConfigDict, seed: int):
     log.info("No point cloud in the dataset: %d initial points by the %r rule (jaxlab.splat.initial_points).", len(points), rule)
   if len(points) > m.capacity:
     raise ValueError(f"model.capacity={m.capacity} is smaller than the initial point cloud ({len(points)} points); raise it")
-  return from_point_cloud(points, colors, sh_degree=m.sh_degree, capacity=m.capacity)
+  return from_point_cloud(points, colors, sh_degree=m.sh_degree, capacity=m.capacity, initial_opacity=m.init_opacity)
 
 
 def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
