@@ -76,8 +76,11 @@ def require_finite(array: np.ndarray, what: str) -> None:
       raise NonFiniteError(f"{what} holds {count} non-finite value(s) (NaN or inf), the first at index {first}")
 
 
-def _create_temp_file(directory: str, basename: str) -> tuple[int, str]:
-  """Opens a fresh hidden file next to the destination; the umask sets its mode."""
+def create_temp_file(directory: str, basename: str) -> tuple[int, str]:
+  """(fd, path) of a fresh hidden file `.<basename>.<random>.tmp` in `directory`; the umask sets its mode.
+
+  For writers that stage several files and rename them together at the end.
+  """
   flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
   for _ in range(16):
     tmp_path = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}.tmp")
@@ -128,7 +131,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, overwrite: bool = T
     os.makedirs(directory, exist_ok=True)
   elif not os.path.isdir(directory):
     raise FileNotFoundError(f"directory {directory} does not exist; cannot write {path}")
-  fd, tmp_path = _create_temp_file(directory, os.path.basename(path))
+  fd, tmp_path = create_temp_file(directory, os.path.basename(path))
   try:
     with os.fdopen(fd, mode, encoding=None if mode == "wb" else encoding) as stream:
       yield stream

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -180,15 +179,10 @@ class _Staging:
 
   def new_path(self, name: str) -> str:
     """A fresh empty temporary file for `name` (mode from the umask, like any new file)."""
-    for _ in range(16):
-      path = os.path.join(self.directory, f".{name}.{secrets.token_hex(6)}.tmp")
-      try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-      except FileExistsError:
-        continue
-      self.paths[name] = path
-      return path
-    raise FileExistsError(f"could not create a temporary file for {name} in {self.directory}")
+    fd, path = files.create_temp_file(self.directory, name)
+    os.close(fd)
+    self.paths[name] = path
+    return path
 
   def write_safetensors(self, name: str, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
     path = self.new_path(name)
