@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       capacity=30_000,  # Gaussian slots; densification stops adding when they run out (reported)
       sh_degree=3,
       init_opacity=0.1,  # of every initial Gaussian (3DGS)
-      init_num_points=10_000,  # when the dataset has no point cloud (rule: jaxlab.splat.initial_points)
+      init_num_points=20_000,  # when the dataset has no point cloud (rule: jaxlab.splat.initial_points)
       intersection_margin=1.5,  # intersection capacity = margin x the initial scene's need
   ))
   c.fit = ml_collections.ConfigDict(dict(

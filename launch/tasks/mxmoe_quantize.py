@@ -96,6 +96,13 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
 
   e = config.evaluation
   val_tokens = np.asarray(corpus.validation_tokens)[: e.max_tokens or None]
+  prompts_end = (e.num_prompts - 1) * e.prompt_stride + e.prompt_len
+  if prompts_end > len(val_tokens):
+    raise ValueError(
+        f"evaluation.num_prompts={e.num_prompts} prompts of evaluation.prompt_len={e.prompt_len} every "
+        f"evaluation.prompt_stride={e.prompt_stride} tokens need {prompts_end} validation tokens; there are "
+        f"{len(val_tokens)} (evaluation.max_tokens={e.max_tokens}): lower evaluation.prompt_stride to at most "
+        f"{max(0, (len(val_tokens) - e.prompt_len) // max(1, e.num_prompts - 1))}")
   prompts = np.stack([val_tokens[i * e.prompt_stride:i * e.prompt_stride + e.prompt_len] for i in range(e.num_prompts)])
 
   def evaluate(p):

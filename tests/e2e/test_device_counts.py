@@ -2,13 +2,13 @@
 
 `--config.cpu_devices=N` gives the run N fake CPU devices, as a host with N GPUs would have.
 The default tier runs the main job's smoke variant on 8 devices (the case that once died in
-an IndivisibleError); the slow tier runs every smoke variant on each count, and every default
-variant on 8, for a few steps each.
+an IndivisibleError); the slow tier runs every smoke and default variant on each count, for a
+few steps each (MxMoE with a shortened evaluation).
 """
 
 import pytest
 
-from tests.e2e.conftest import result, run
+from tests.e2e.conftest import result, run, run_env
 
 FEW_STEPS = {"train.num_steps": 2, "train.log_every": 1, "train.eval_every": 0, "checkpoint.save_every": 2}
 TRAINING = {
@@ -40,22 +40,39 @@ def test_smoke_variant_runs(tmp_path, env, name, devices):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("devices", [1, 2, 4, 8])
 @pytest.mark.parametrize("name", sorted(TRAINING))
-def test_default_variant_runs_on_8_devices(tmp_path, env, name):
+def test_default_variant_runs(tmp_path, env, name, devices):
   path, overrides = TRAINING[name]
   workdir = tmp_path / "run"
-  out = run(workdir, {**FEW_STEPS, **overrides, "cpu_devices": 8}, env=env, config=path, timeout=1800)
-  assert "on 8 devices" in out
+  out = run(workdir, {**FEW_STEPS, **overrides, "cpu_devices": devices}, env=env, config=path, timeout=1800)
+  assert f"on {devices} devices" in out
   assert result(workdir)["final_step"] == 2
 
 
+@pytest.fixture(scope="module")
+def moe_model(tmp_path_factory):
+  """A two-step smoke MoE model for the quantization runs to read."""
+  model_run = tmp_path_factory.mktemp("moe") / "run"
+  run(model_run, {**FEW_STEPS, **TRAINING["moe_lm"][1]}, env=run_env(tmp_path_factory.mktemp("jax_cache")),
+      config="configs/moe_lm.py:smoke", timeout=900)
+  return model_run / "model"
+
+
+# The default variant evaluates two whole plays at context 128; a slice of them takes the same paths.
+MXMOE_SHORT = {
+    "": {"evaluation.max_tokens": 1024, "evaluation.num_prompts": 2, "evaluation.new_tokens": 4,
+         "evaluation.prompt_stride": 256, "data.calibration_sequences": 8},
+    ":smoke": {},
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("devices", [1, 8])
-def test_mxmoe_quantize_smoke_runs(tmp_path, env, devices):
-  model_run = tmp_path / "moe"
-  run(model_run, {**FEW_STEPS, **TRAINING["moe_lm"][1], "cpu_devices": devices}, env=env, config="configs/moe_lm.py:smoke", timeout=900)
+@pytest.mark.parametrize("devices", [1, 2, 4, 8])
+@pytest.mark.parametrize("variant", sorted(MXMOE_SHORT))
+def test_mxmoe_quantize_runs(tmp_path, env, moe_model, variant, devices):
   workdir = tmp_path / "mxmoe"
-  out = run(workdir, {"model": str(model_run / "model"), "cpu_devices": devices}, env=env, config="configs/mxmoe_quantize.py:smoke",
-            timeout=1800)
+  out = run(workdir, {"model": str(moe_model), "cpu_devices": devices, **MXMOE_SHORT[variant]}, env=env,
+            config=f"configs/mxmoe_quantize.py{variant}", timeout=1800)
   assert f"on {devices} devices" in out
   assert (workdir / "results.json").is_file()
