@@ -55,12 +55,17 @@ def _model_throughput(config, calib, assignment, cost_model, batch_tokens: int) 
 
 
 def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
-  """The model folder must be given and exist (called by launch.run before the run)."""
+  """The model folder must be given and exist, and the agreement length fit the generated tokens (called by launch.run before the run)."""
   del mesh_sizes
   if not config.model:
     raise ConfigError("model is required: --config.model=DIR, a Hugging Face-format folder with tokenizer.json")
   if not pathlib.Path(config.model).expanduser().is_dir():
     raise ConfigError(f"model={config.model!r} is not a folder: give --config.model=DIR, a Hugging Face-format folder")
+  e = config.evaluation
+  if not 1 <= e.agreement_k <= e.new_tokens:
+    raise ConfigError(f"evaluation.agreement_k={e.agreement_k} must lie in [1, evaluation.new_tokens={e.new_tokens}] "
+                      f"(it compares the first k generated tokens): use --config.evaluation.agreement_k="
+                      f"{max(1, min(e.agreement_k, e.new_tokens))}")
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:

@@ -61,8 +61,8 @@ def moe_model(tmp_path_factory):
 
 # The default variant evaluates two whole plays at context 128; a slice of them takes the same paths.
 MXMOE_SHORT = {
-    "": {"evaluation.max_tokens": 1024, "evaluation.num_prompts": 2, "evaluation.new_tokens": 4,
-         "evaluation.prompt_stride": 256, "data.calibration_sequences": 8},
+    "": {"evaluation.max_tokens": 1024, "evaluation.num_prompts": 2, "evaluation.prompt_stride": 256,
+         "evaluation.new_tokens": 4, "evaluation.agreement_k": 4, "data.calibration_sequences": 8},
     ":smoke": {},
 }
 

@@ -65,3 +65,10 @@ def test_every_config_variant_fits_1_2_4_and_8_devices(path, num_devices, tmp_pa
     if "model" in config and isinstance(config.model, str):  # a task that reads a trained model folder
       config = apply_overrides(config, {"model": str(tmp_path)})
     check_config(config, get_task(config.task), num_devices)
+
+
+def test_mxmoe_agreement_longer_than_the_generation_is_refused_at_start(tmp_path):
+  config = apply_overrides(load_config("configs/mxmoe_quantize.py:smoke"),
+                           {"model": str(tmp_path), "evaluation.new_tokens": 4, "evaluation.agreement_k": 8})
+  with pytest.raises(ConfigError, match=r"evaluation\.agreement_k=8 .*new_tokens=4.*agreement_k=4"):
+    check_config(config, get_task(config.task), 1)
