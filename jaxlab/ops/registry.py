@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-IMPLEMENTATIONS = ("xla", "pallas_triton", "pallas_mosaic_gpu", "pallas_tpu")
+IMPLEMENTATIONS = ("xla", "cudnn", "pallas_triton", "pallas_mosaic_gpu", "pallas_tpu")
 
 # Best first. XLA closes every list: it runs everywhere.
 _PREFERENCE_BY_BACKEND = {
@@ -30,10 +30,10 @@ _PREFERENCE_BY_BACKEND = {
 }
 
 # Pallas implementations compile for one platform; interpret mode runs them anywhere.
-_REQUIRED_BACKEND = {"pallas_triton": "gpu", "pallas_mosaic_gpu": "gpu", "pallas_tpu": "tpu"}
+_REQUIRED_BACKEND = {"cudnn": "gpu", "pallas_triton": "gpu", "pallas_mosaic_gpu": "gpu", "pallas_tpu": "tpu"}
 
 # Lowest CUDA compute capability each GPU implementation compiles for (Ampere, Hopper).
-_MIN_COMPUTE_CAPABILITY = {"pallas_triton": 8.0, "pallas_mosaic_gpu": 9.0}
+_MIN_COMPUTE_CAPABILITY = {"cudnn": 8.0, "pallas_triton": 8.0, "pallas_mosaic_gpu": 9.0}
 
 logger = logging.getLogger("jaxlab.ops")
 
@@ -50,20 +50,31 @@ class NoImplementationError(NotImplementedError):
     super().__init__(f"no implementation of {op_name!r} could serve this call; tried:\n{tried}")
 
 
-def default_preference(backend: str | None = None) -> tuple[str, ...]:
-  """Implementations to try, best first, for `backend` (default: `jax.default_backend()`)."""
+def default_preference(
+    backend: str | None = None, preference: Mapping[str, tuple[str, ...]] | None = None
+) -> tuple[str, ...]:
+  """Implementations to try, best first, for `backend` (default: `jax.default_backend()`).
+
+  `preference` is an op's own order per backend; backends it does not name use the common one.
+  """
   backend = jax.default_backend() if backend is None else backend
+  if preference is not None and backend in preference:
+    return tuple(preference[backend])
   return _PREFERENCE_BY_BACKEND.get(backend, ("xla",))
 
 
-def candidates(implementation: ImplementationArg, backend: str | None = None) -> tuple[str, ...]:
+def candidates(
+    implementation: ImplementationArg,
+    backend: str | None = None,
+    preference: Mapping[str, tuple[str, ...]] | None = None,
+) -> tuple[str, ...]:
   """Normalises the `implementation=` argument to a tuple of valid names, in order.
 
   Raises:
     ValueError: a name is not one of `IMPLEMENTATIONS`, or the sequence is empty.
   """
   if implementation is None:
-    return default_preference(backend)
+    return default_preference(backend, preference)
   names = (implementation,) if isinstance(implementation, str) else tuple(implementation)
   if not names:
     raise ValueError(f"implementation sequence is empty; valid names: {', '.join(IMPLEMENTATIONS)}")
@@ -74,6 +85,23 @@ def candidates(implementation: ImplementationArg, backend: str | None = None) ->
         f"valid names: {', '.join(IMPLEMENTATIONS)} (or None for the best available)"
     )
   return tuple(dict.fromkeys(names))  # Drops repeats, keeps order.
+
+
+def check_implementation(where: str, implementation: ImplementationArg) -> str | tuple[str, ...] | None:
+  """Validates a config's implementation setting; returns it hashable (a list becomes a tuple).
+
+  Raises:
+    ValueError: naming `where`, for an unknown name or an empty sequence.
+  """
+  if implementation is None:
+    return None
+  if not isinstance(implementation, str) and not isinstance(implementation, Sequence):
+    raise ValueError(f"{where} must be None, an implementation name or a sequence of them, got {implementation!r}")
+  try:
+    candidates(implementation)
+  except ValueError as e:
+    raise ValueError(f"{where}: {e}") from None
+  return implementation if isinstance(implementation, str) else tuple(implementation)
 
 
 def native_backend(implementation: str) -> str | None:
@@ -87,14 +115,14 @@ def require_platform(implementation: str, *, interpret: bool) -> None:
   Pallas implementations need their platform (GPU or TPU) unless `interpret=True`, which runs
   them through the Pallas interpreter on any backend.
   """
-  if interpret or implementation not in _REQUIRED_BACKEND:
+  if implementation not in _REQUIRED_BACKEND or (interpret and implementation.startswith("pallas")):
     return
   needed = _REQUIRED_BACKEND[implementation]
   backend = jax.default_backend()
   if backend != needed:
     raise NotImplementedError(
-        f"{implementation} needs a {needed.upper()} (default backend is {backend!r}); "
-        "pass interpret=True to run it in the Pallas interpreter"
+        f"{implementation} needs a {needed.upper()} (default backend is {backend!r})"
+        + ("" if implementation == "cudnn" else "; pass interpret=True to run it in the Pallas interpreter")
     )
   min_capability = _MIN_COMPUTE_CAPABILITY.get(implementation)
   # Only CUDA devices report a compute capability; other GPUs are left to the compiler.
@@ -114,10 +142,13 @@ class Op:
     implementations: implementation name -> callable. Each callable takes the op's
       arguments plus a keyword `interpret: bool`, and raises NotImplementedError(reason)
       when it cannot serve the call (platform, shape, dtype).
+    preference: backend -> implementations to try, best first, when the caller names none;
+      None (or a backend not named) uses the common order (`default_preference`).
   """
 
   name: str
   implementations: Mapping[str, Callable[..., Any]]
+  preference: Mapping[str, tuple[str, ...]] | None = None
 
   def __post_init__(self):
     unknown = [name for name in self.implementations if name not in IMPLEMENTATIONS]
@@ -134,7 +165,7 @@ class Op:
   def dispatch(self, *args, implementation: ImplementationArg = None, interpret: bool = False, **kwargs):
     """Runs the first implementation that serves the call; returns (its name, its output)."""
     failures = []
-    for name in candidates(implementation):
+    for name in candidates(implementation, preference=self.preference):
       impl = self.implementations.get(name)
       if impl is None:
         reason = f"{self.name} has no {name} implementation"

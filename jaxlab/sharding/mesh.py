@@ -1,4 +1,4 @@
-"""Device meshes with jaxlab's four named axes, built from per-axis sizes (-1 = fill)."""
+"""Device meshes with jaxlab's named axes (`MESH_AXES`), built from per-axis sizes (-1 = fill)."""
 
 import math
 from collections.abc import Mapping, Sequence

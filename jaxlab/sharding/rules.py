@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from jaxlab.sharding.axes import BATCH, EMBED, EXPERT, HEADS, KV_HEADS, MLP, VOCAB
+from jaxlab.sharding.axes import BATCH, EMBED, EXPERT, HEADS, KV_HEADS, MLP, SEQ, VOCAB
 
 MeshAxes = str | tuple[str, ...] | None
 Rules = tuple[tuple[str, MeshAxes], ...]
@@ -21,6 +21,9 @@ PRESETS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType({
     "data": ((BATCH, "data"),),
     # Fully sharded data parallelism: split the batch and the weights' embed dimension.
     "fsdp": ((BATCH, "fsdp"), (EMBED, "fsdp")),
+    # Context (sequence) parallelism: split activations along the sequence; attention then
+    # needs `jaxlab.ops.attention.context_parallel` to see keys held by other devices.
+    "context": ((SEQ, "context"),),
     # Tensor (model) parallelism: split the wide dimensions of attention, MLP and vocab.
     "tensor": ((HEADS, "tensor"), (KV_HEADS, "tensor"), (MLP, "tensor"), (VOCAB, "tensor")),
     # Expert parallelism: experts live on different devices; tokens are split there too.
@@ -80,7 +83,7 @@ def logical_rules(presets: str | Sequence[str]) -> Rules:
   - Claim order: `expert` first, then the other names in the order the presets introduce
     them. So `batch` claims data/fsdp before `embed` (an FSDP activation
     `(batch, seq, embed)` is split by batch and keeps its embed dimension whole), and
-    dispatched tokens `(expert, batch, embed)` with all four presets become
+    dispatched tokens `(expert, batch, embed)` with every preset become
     `("expert", ("data", "fsdp"), None)`: experts over the `expert` axis, tokens over the
     rest.
   - A name whose mesh axes earlier names may take is followed, right after its own rule, by

@@ -35,16 +35,16 @@ def test_unknown_dtype_names_are_refused():
 
 def test_a_mesh_that_does_not_fit_names_a_working_setting():
   config = ml_collections.ConfigDict({"mesh": {"data": 2, "fsdp": -1}})
-  assert check_mesh(config, 8) == {"data": 2, "fsdp": 4, "tensor": 1, "expert": 1}
+  assert check_mesh(config, 8) == {"data": 2, "fsdp": 4, "context": 1, "tensor": 1, "expert": 1}
   with pytest.raises(ConfigError, match=r"does not fit the 1 device\(s\).*--config\.mesh\.data=1"):
     check_mesh(config, 1)
 
 
 def test_batch_split_follows_the_batch_rule():
   config = ml_collections.ConfigDict({"sharding": {"presets": ("data", "fsdp")}})
-  assert batch_split(config, {"data": 2, "fsdp": 4, "tensor": 1, "expert": 1}) == 8
+  assert batch_split(config, {"data": 2, "fsdp": 4, "context": 1, "tensor": 1, "expert": 1}) == 8
   config.sharding.presets = ("data",)
-  assert batch_split(config, {"data": 2, "fsdp": 4, "tensor": 1, "expert": 1}) == 2
+  assert batch_split(config, {"data": 2, "fsdp": 4, "context": 1, "tensor": 1, "expert": 1}) == 2
   with pytest.raises(ConfigError, match=r"data\.global_batch_size=12 does not divide over the 8 .*--config\.data\.global_batch_size=16"):
     require_divisible("data.global_batch_size", 12, 8, "devices")
 

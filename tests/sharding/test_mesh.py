@@ -10,16 +10,17 @@ def mesh_sizes(mesh):
   return dict(mesh.shape)
 
 
-def test_all_four_axes_in_order_with_missing_axes_of_size_one():
+def test_all_five_axes_in_order_with_missing_axes_of_size_one():
   mesh = sharding.make_mesh({"data": 8})
-  assert mesh.axis_names == ("data", "fsdp", "tensor", "expert")
-  assert mesh_sizes(mesh) == {"data": 8, "fsdp": 1, "tensor": 1, "expert": 1}
+  assert mesh.axis_names == ("data", "fsdp", "context", "tensor", "expert")
+  assert mesh_sizes(mesh) == {"data": 8, "fsdp": 1, "context": 1, "tensor": 1, "expert": 1}
 
 
 @pytest.mark.parametrize(
     "requested, filled_axis, filled_size",
     [({"data": 2, "fsdp": -1}, "fsdp", 4), ({"tensor": -1}, "tensor", 8),
-     ({"data": -1, "fsdp": 2, "tensor": 2}, "data", 2), ({"expert": -1, "data": 8}, "expert", 1)],
+     ({"data": -1, "fsdp": 2, "tensor": 2}, "data", 2), ({"expert": -1, "data": 8}, "expert", 1),
+     ({"data": 2, "context": -1}, "context", 4)],
 )
 def test_minus_one_fills_the_remaining_devices(requested, filled_axis, filled_size):
   mesh = sharding.make_mesh(requested)
@@ -48,7 +49,8 @@ def test_product_mismatch_states_sizes_product_and_device_count():
   with pytest.raises(ValueError) as info:
     sharding.make_mesh({"data": 2, "fsdp": 2})
   message = str(info.value)
-  assert "'data': 2" in message and "'fsdp': 2" in message and "'tensor': 1" in message
+  assert "'data': 2" in message and "'fsdp': 2" in message and "'context': 1" in message
+  assert "'tensor': 1" in message
   assert "multiply to 4" in message
   assert "device count is 8" in message
 

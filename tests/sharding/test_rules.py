@@ -81,6 +81,16 @@ def test_fsdp_plus_tensor_weight_layouts():
   assert spec_entries(table, (axes.EMBED, axes.HEADS, axes.HEAD_DIM)) == ("fsdp", "tensor", None)
 
 
+def test_context_preset_splits_the_sequence_of_activations_only():
+  table = rules.logical_rules(("data", "fsdp", "context", "tensor"))
+  assert first_rule(table, axes.SEQ) == "context"
+  assert spec_entries(table, (axes.BATCH, axes.SEQ, axes.EMBED)) == (("data", "fsdp"), "context", None)
+  assert spec_entries(table, (axes.BATCH, axes.SEQ, axes.HEADS, axes.HEAD_DIM)) == (
+      ("data", "fsdp"), "context", "tensor", None)
+  # Weights have no sequence dimension: their layout is the one without the preset.
+  assert spec_entries(table, (axes.EMBED, axes.MLP)) == ("fsdp", "tensor")
+
+
 def test_expert_tokens_take_expert_axis_and_batch_falls_back_to_the_rest():
   table = rules.logical_rules(ALL_PRESETS)
   assert spec_entries(table, (axes.EXPERT, axes.BATCH, axes.EMBED)) == (

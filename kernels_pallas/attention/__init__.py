@@ -1,0 +1,1 @@
+"""Flash-attention kernels (see README.md); called only through `jaxlab.ops.attention`."""
