@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import _compat
+from jaxlab.nn import dot_product_attention
 from jaxlab.nn.rope2d import apply_rope_2d, grid_positions
+from jaxlab.ops.registry import check_implementation
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 
@@ -57,6 +59,8 @@ class DiTConfig:
     dtype: compute dtype (name or jnp dtype); attention scores, softmax and LayerNorm
       statistics stay float32.
     param_dtype: parameter dtype (name or jnp dtype).
+    attention_implementation: `jaxlab.ops.attention` implementation(s) ("xla", "cudnn",
+      "pallas_triton", or a tuple tried in order); None: the best available.
   """
 
   image_size: int
@@ -70,8 +74,11 @@ class DiTConfig:
   rope_theta: float = 100.0
   dtype: str | jnp.dtype = "float32"
   param_dtype: str | jnp.dtype = "float32"
+  attention_implementation: str | tuple[str, ...] | None = None
 
   def __post_init__(self):
+    object.__setattr__(self, "attention_implementation", check_implementation(
+        "DiTConfig.attention_implementation", self.attention_implementation))
     for name in ("image_size", "patch_size", "in_channels", "width", "depth", "num_heads"):
       value = getattr(self, name)
       if not _is_int(value) or value < 1:
@@ -178,12 +185,13 @@ class _Modulation(nn.Module):
 
 
 class _SelfAttention2D(nn.Module):
-  """Non-causal multi-head self-attention with 2-D RoPE on queries and keys."""
+  """Non-causal multi-head self-attention with 2-D RoPE on queries and keys, through `jaxlab.ops.attention`."""
 
   num_heads: int
   head_dim: int
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  implementation: str | tuple[str, ...] | None = None
 
   @nn.compact
   def __call__(self, x_btd: jax.Array, rows_t: jax.Array, cols_t: jax.Array, *, rope_base: float,
@@ -204,9 +212,7 @@ class _SelfAttention2D(nn.Module):
     v_bshk = project("v")
     q_bthk = constrain(q_bthk, (axes.BATCH, axes.SEQ, axes.HEADS, axes.HEAD_DIM))
 
-    logits_bhts = jnp.einsum("bthk,bshk->bhts", q_bthk, k_bshk, preferred_element_type=jnp.float32)
-    probs_bhts = jax.nn.softmax(logits_bhts * jnp.float32(scale), axis=-1).astype(self.dtype)
-    out_bthk = jnp.einsum("bhts,bshk->bthk", probs_bhts, v_bshk)
+    out_bthk = dot_product_attention(q_bthk, k_bshk, v_bshk, scale=scale, implementation=self.implementation)
 
     w_o_hkd = self.param("wo", param_with_axes(out_init, (axes.HEADS, axes.HEAD_DIM, axes.EMBED)), (h, k, d),
                          self.param_dtype)
@@ -241,7 +247,8 @@ class DiTBlock(nn.Module):
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = _Modulation(
         6, dtype=dtype, param_dtype=param_dtype, name="modulation")(c_bd)
-    attn = _SelfAttention2D(cfg.num_heads, cfg.head_dim, dtype=dtype, param_dtype=param_dtype, name="attention")
+    attn = _SelfAttention2D(cfg.num_heads, cfg.head_dim, dtype=dtype, param_dtype=param_dtype,
+                            implementation=cfg.attention_implementation, name="attention")
     h_btd = attn(_modulate(_layer_norm(x_btd), shift_a, scale_a), rows_t, cols_t, rope_base=rope_base, scale=scale)
     x_btd = x_btd + gate_a[:, None, :] * h_btd
     mlp = _GeluMLP(cfg.mlp_dim, dtype=dtype, param_dtype=param_dtype, name="mlp")

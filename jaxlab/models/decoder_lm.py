@@ -23,6 +23,7 @@ class DecoderLMConfig:
   norm_eps: float = 1e-6
   dtype: str = "float32"  # compute dtype; parameters stay float32
   norm_implementation: str | None = None  # None: the op's best available
+  attention_implementation: str | None = None  # None: the op's best available
 
 
 class DecoderBlock(nn.Module):
@@ -33,7 +34,8 @@ class DecoderBlock(nn.Module):
     c = self.config
     dtype = jnp.dtype(c.dtype)
     norm = lambda name: RMSNorm(c.norm_eps, c.norm_implementation, name=name)
-    attn = CausalSelfAttention(c.num_heads, c.head_dim, c.rope_base, dtype=dtype, name="attention")
+    attn = CausalSelfAttention(c.num_heads, c.head_dim, c.rope_base, dtype=dtype,
+                               implementation=c.attention_implementation, name="attention")
     x_btd = x_btd + attn(norm("pre_attention_norm")(x_btd), positions_bt)
     x_btd = x_btd + SwiGLU(c.mlp_dim, dtype=dtype, name="mlp")(norm("pre_mlp_norm")(x_btd))
     return constrain(x_btd, (axes.BATCH, axes.SEQ, axes.EMBED))

@@ -104,7 +104,8 @@ class InternVLConfig:
 
   def to_hf_dict(self) -> dict[str, Any]:
     """A config.json dict that transformers loads into an equivalent `InternVLForConditionalGeneration`."""
-    vision = {f.name: getattr(self.vision, f.name) for f in dataclasses.fields(InternVisionConfig)}
+    vision = {f.name: getattr(self.vision, f.name) for f in dataclasses.fields(InternVisionConfig)
+              if f.name != "attention_implementation"}
     vision.update(model_type=VISION_MODEL_TYPE, image_size=list(self.vision.image_size),
                   patch_size=list(self.vision.patch_size), use_mask_token=False)
     text = self.text.to_hf_dict()

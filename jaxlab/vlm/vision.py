@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.moe.models.norm import rms_norm_hf
+from jaxlab.nn import dot_product_attention
+from jaxlab.ops.registry import check_implementation
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 
@@ -60,6 +62,8 @@ class InternVisionConfig:
     use_mean_pooling: True skips the final LayerNorm (transformers then has none).
     layer_scale_init_value: initial lambda_1 / lambda_2 (init only).
     initializer_range: std of the CLS / position embedding init (init only).
+    attention_implementation: `jaxlab.ops.attention` implementation(s) ("xla", "cudnn",
+      "pallas_triton", or a tuple tried in order); None: the best available. Not part of config.json.
   """
 
   hidden_size: int = 1024
@@ -78,8 +82,11 @@ class InternVisionConfig:
   use_mean_pooling: bool = True
   layer_scale_init_value: float = 0.1
   initializer_range: float = 0.02
+  attention_implementation: str | tuple[str, ...] | None = None
 
   def __post_init__(self) -> None:
+    object.__setattr__(self, "attention_implementation", check_implementation(
+        "InternVisionConfig.attention_implementation", self.attention_implementation))
     object.__setattr__(self, "image_size", _pair(self.image_size, "image_size"))
     object.__setattr__(self, "patch_size", _pair(self.patch_size, "patch_size"))
     for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_channels"):
@@ -194,7 +201,7 @@ class Linear(nn.Module):
 
 
 class InternVisionAttention(nn.Module):
-  """Bidirectional multi-head self-attention; scores and softmax in float32.
+  """Bidirectional multi-head self-attention through `jaxlab.ops.attention`; scores and softmax in float32.
 
   Params: q/k/v kernel [D, H, hd] (+ bias [H, hd] when `attention_bias`), o kernel [H, hd, D] and
   bias [D]; with `use_qk_norm`, q_norm/k_norm scale [H, hd] normalizing all H * hd features together.
@@ -236,10 +243,9 @@ class InternVisionAttention(nn.Module):
       k_nshk = qk_norm("k_norm", k_nshk)
     q_nthk = constrain(q_nthk, (axes.BATCH, axes.SEQ, axes.HEADS, axes.HEAD_DIM))
 
-    logits_nhts = jnp.einsum("nthk,nshk->nhts", q_nthk, k_nshk, preferred_element_type=jnp.float32)
-    logits_nhts = logits_nhts * jnp.float32(hd**-0.5)
-    probs_nhts = jax.nn.softmax(logits_nhts, axis=-1).astype(self.dtype)
-    out_nthk = jnp.einsum("nhts,nshk->nthk", probs_nhts, v_nshk)
+    # Tiles are short sequences in large batches: split the batch, never the sequence.
+    out_nthk = dot_product_attention(q_nthk, k_nshk, v_nshk, implementation=c.attention_implementation,
+                                     context_parallel=False)
 
     w_o_hkd = self.param("o_kernel", param_with_axes(out_init, (*head_axes, axes.EMBED)), (h, hd, d),
                          self.param_dtype)

@@ -13,6 +13,7 @@ from typing import Any
 
 from jaxlab.models import hf_config
 from jaxlab.models.hf_common import COMPUTE_DTYPES
+from jaxlab.ops.registry import check_implementation
 
 MODEL_TYPE = "qwen2"
 HF_MODEL_CLASS = "Qwen2ForCausalLM"
@@ -36,6 +37,8 @@ class Qwen2Config:
     attention_bias: q/k/v projections have a bias (always in Qwen2); the output projection never has one.
     bos_token_id, eos_token_id: kept for config.json (eos may be several ids).
     dtype: compute dtype ("float32", "bfloat16", "float16"); logits and softmaxes are float32.
+    attention_implementation: `jaxlab.ops.attention` implementation(s) to use ("xla", "cudnn",
+      "pallas_triton", or a tuple tried in order); None: the best available. Not saved to config.json.
   """
 
   vocab_size: int
@@ -53,8 +56,11 @@ class Qwen2Config:
   bos_token_id: int | None = None
   eos_token_id: int | tuple[int, ...] | None = None
   dtype: str = "float32"
+  attention_implementation: str | tuple[str, ...] | None = None
 
   def __post_init__(self):
+    object.__setattr__(self, "attention_implementation",
+                       check_implementation("Qwen2Config.attention_implementation", self.attention_implementation))
     for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                  "max_position_embeddings"):
       _check_positive_int(name, getattr(self, name))

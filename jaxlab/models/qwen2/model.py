@@ -31,30 +31,13 @@ from jaxlab.models.qwen2.cache import KV_AXES, KVCache, check_cache
 from jaxlab.models.qwen2.config import Qwen2Config
 from jaxlab.moe.models.attention import Projection, apply_rotary, rope_cos_sin
 from jaxlab.moe.models.norm import HFRMSNorm
-from jaxlab.nn import Embed
+from jaxlab.nn import Embed, dot_product_attention
+from jaxlab.ops import AttentionMask
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 
 _BSE = (axes.BATCH, axes.SEQ, axes.EMBED)
 _Q_AXES = (axes.BATCH, axes.SEQ, axes.HEADS, axes.HEAD_DIM)
-
-
-def grouped_attention(q_bthk: jax.Array, k_bsvk: jax.Array, v_bsvk: jax.Array, mask_bts: jax.Array) -> jax.Array:
-  """softmax(q k^T / sqrt(hd)) v over keys where `mask_bts` is true; query head h reads KV head h // (H/KV).
-
-  Scores and softmax run in float32; probabilities are cast to v's dtype before weighting it, as
-  transformers does. A query with no visible key gets the mean of all values (a padding row).
-  Returns [B, T, H*hd].
-  """
-  b, t, h, hd = q_bthk.shape
-  kv = k_bsvk.shape[2]
-  q_btvgk = q_bthk.reshape(b, t, kv, h // kv, hd)
-  logits_bvgts = jnp.einsum("btvgk,bsvk->bvgts", q_btvgk, k_bsvk, preferred_element_type=jnp.float32)
-  logits_bvgts = logits_bvgts * jnp.float32(hd**-0.5)
-  logits_bvgts = jnp.where(mask_bts[:, None, None], logits_bvgts, jnp.finfo(jnp.float32).min)
-  probs_bvgts = jax.nn.softmax(logits_bvgts, axis=-1).astype(v_bsvk.dtype)
-  out_btvgk = jnp.einsum("bvgts,bsvk->btvgk", probs_bvgts, v_bsvk)
-  return out_btvgk.reshape(b, t, h * hd)
 
 
 class Qwen2Attention(nn.Module):
@@ -67,7 +50,7 @@ class Qwen2Attention(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask_bts: jax.Array,
+  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask: AttentionMask,
                kv_cache: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None):
     c = self.config
     dtype = jnp.dtype(c.dtype)
@@ -90,7 +73,9 @@ class Qwen2Attention(nn.Module):
       k_bsvk = constrain(jax.lax.dynamic_update_slice(keys_bsvk, k_bsvk.astype(keys_bsvk.dtype), start), KV_AXES)
       v_bsvk = constrain(jax.lax.dynamic_update_slice(values_bsvk, v_bsvk.astype(values_bsvk.dtype), start), KV_AXES)
       new_cache = (k_bsvk, v_bsvk)
-    out_btf = grouped_attention(q_bthk, k_bsvk.astype(dtype), v_bsvk.astype(dtype), mask_bts)
+    out_bthk = dot_product_attention(q_bthk, k_bsvk.astype(dtype), v_bsvk.astype(dtype), mask,
+                                     implementation=c.attention_implementation, context_parallel=kv_cache is None)
+    out_btf = out_bthk.reshape(b, t, h * hd)
     o = Projection(c.hidden_size, (axes.HEADS, axes.EMBED), False, dtype, self.param_dtype, name="o")
     return o(out_btf), new_cache
 
@@ -119,13 +104,13 @@ class Qwen2DecoderLayer(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask_bts: jax.Array,
+  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask: AttentionMask,
                kv_cache: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None):
     c = self.config
     norm = lambda name: HFRMSNorm(c.rms_norm_eps, axes.EMBED, self.param_dtype, name=name)
     x_btd = x_btd.astype(jnp.dtype(c.dtype))
     attention = Qwen2Attention(c, self.param_dtype, name="attention")
-    y_btd, new_cache = attention(norm("input_norm")(x_btd), positions_bt, mask_bts, kv_cache, index)
+    y_btd, new_cache = attention(norm("input_norm")(x_btd), positions_bt, mask, kv_cache, index)
     x_btd = constrain(x_btd + y_btd, _BSE)
     x_btd = constrain(x_btd + Qwen2MLP(c, self.param_dtype, name="mlp")(norm("post_attention_norm")(x_btd)), _BSE)
     return x_btd, new_cache
@@ -215,22 +200,24 @@ class Qwen2LM(nn.Module):
     valid_bt = jnp.ones((b, t), bool) if attention_mask_bt is None else attention_mask_bt.astype(bool)
     rank_bt = jnp.maximum(jnp.cumsum(valid_bt, axis=1, dtype=jnp.int32) - 1, 0)
 
+    # Padding is segment 0 and real tokens segment 1, so no real token ever sees padding.
+    padding = lambda valid_bs: {} if attention_mask_bt is None and cache is None else dict(
+        q_segment_ids=valid_bt.astype(jnp.int32), kv_segment_ids=valid_bs.astype(jnp.int32))
     if cache is None:
       positions_bt = rank_bt if positions_bt is None else positions_bt
-      mask_bts = valid_bt[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
+      mask = AttentionMask(causal=True, **padding(valid_bt))
       layer_caches = [None] * c.num_hidden_layers
     else:
       if positions_bt is None:
         positions_bt = cache.next_position_b[:, None] + rank_bt.astype(jnp.float32)
       valid_bs = jax.lax.dynamic_update_slice(cache.valid_bs, valid_bt, (0, cache.index))
-      query_slot_t = cache.index + jnp.arange(t)
-      causal_ts = jnp.arange(cache.capacity)[None, :] <= query_slot_t[:, None]
-      mask_bts = valid_bs[:, None, :] & causal_ts[None]
+      # Query t sits at slot index + t; slots past it (not yet written) are hidden by causality.
+      mask = AttentionMask(causal=True, q_offset=cache.index, **padding(valid_bs))
       layer_caches = list(zip(cache.keys, cache.values))
 
     new_layer_caches = []
     for layer, layer_cache in zip(self.layers, layer_caches):
-      x_btd, new_layer_cache = layer(x_btd, positions_bt, mask_bts, layer_cache,
+      x_btd, new_layer_cache = layer(x_btd, positions_bt, mask, layer_cache,
                                      None if cache is None else cache.index)
       new_layer_caches.append(new_layer_cache)
     x_btd = self.final_norm(x_btd)

@@ -15,6 +15,8 @@ import numpy as np
 
 from jaxlab.moe.models.config import MoELMConfig
 from jaxlab.moe.models.norm import HFRMSNorm
+from jaxlab.nn import dot_product_attention
+from jaxlab.ops import AttentionMask
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 
@@ -66,7 +68,7 @@ class GroupedQueryAttention(nn.Module):
 
   Params: q/kernel [D, H*hd], k/kernel and v/kernel [D, KV*hd], o/kernel [H*hd, D]; q/k/v/bias
   when `attention_bias`, o/bias when `attention_out_bias`; q_norm/scale, k_norm/scale [hd] when
-  `qk_norm` (RMSNorm per head before RoPE, Qwen3). Scores and softmax run in float32.
+  `qk_norm` (RMSNorm per head before RoPE, Qwen3). Attends through `jaxlab.ops.attention` (float32 softmax).
   """
 
   config: MoELMConfig
@@ -94,13 +96,8 @@ class GroupedQueryAttention(nn.Module):
     k_btvk = constrain(apply_rotary(k_btvk, cos_btk, sin_btk), kv_axes)
     v_btvk = constrain(v_btvk, kv_axes)
 
-    q_btvgk = q_bthk.reshape(b, t, kv, h // kv, hd)
-    logits_bvgts = jnp.einsum("btvgk,bsvk->bvgts", q_btvgk, k_btvk, preferred_element_type=jnp.float32)
-    logits_bvgts = logits_bvgts * jnp.float32(hd**-0.5)
-    causal_ts = jnp.tril(jnp.ones((t, t), dtype=bool))
-    logits_bvgts = jnp.where(causal_ts, logits_bvgts, jnp.finfo(jnp.float32).min)
-    probs_bvgts = jax.nn.softmax(logits_bvgts, axis=-1).astype(dtype)
-    out_btvgk = jnp.einsum("bvgts,bsvk->btvgk", probs_bvgts, v_btvk)
-    out_btf = out_btvgk.reshape(b, t, h * hd)
+    out_bthk = dot_product_attention(q_bthk, k_btvk, v_btvk, AttentionMask(causal=True),
+                                     implementation=c.attention_implementation)
+    out_btf = out_bthk.reshape(b, t, h * hd)
     return Projection(c.hidden_size, (axes.HEADS, axes.EMBED), c.attention_out_bias, dtype, self.param_dtype,
                       name="o")(out_btf)

@@ -14,6 +14,7 @@ from typing import Any
 
 from jaxlab.models import hf_config
 from jaxlab.models.hf_common import COMPUTE_DTYPES
+from jaxlab.ops.registry import check_implementation
 
 ARCHITECTURES = ("mixtral", "qwen2_moe", "qwen3_moe")
 
@@ -48,6 +49,8 @@ class MoELMConfig:
       (i + 1) % decoder_sparse_step == 0 (transformers' rule).
     tie_word_embeddings: logits use the embedding table (no lm_head).
     dtype: compute dtype ("float32", "bfloat16", "float16"); logits and softmaxes are float32.
+    attention_implementation: `jaxlab.ops.attention` implementation(s) ("xla", "cudnn",
+      "pallas_triton", or a tuple tried in order); None: the best available. Not saved to config.json.
     moe_implementation: forwarded to `jaxlab.ops.grouped_matmul` (None = best available).
     expert_parallel: forwarded to `jaxlab.moe.MoEFeedForward`.
     router_aux_loss_coef: weight of the load-balancing loss in a training loss.
@@ -77,11 +80,14 @@ class MoELMConfig:
   decoder_sparse_step: int = 1
   tie_word_embeddings: bool = False
   dtype: str = "float32"
+  attention_implementation: str | tuple[str, ...] | None = None
   moe_implementation: str | tuple[str, ...] | None = None
   expert_parallel: bool | str | None = None
   router_aux_loss_coef: float = 0.001
 
   def __post_init__(self):
+    object.__setattr__(self, "attention_implementation", check_implementation(
+        "MoELMConfig.attention_implementation", self.attention_implementation))
     if self.architecture not in ARCHITECTURES:
       raise ValueError(
           f"MoELMConfig.architecture={self.architecture!r} is not supported; supported: {ARCHITECTURES}"
