@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab import _compat
+from jaxlab import _compat, ops
 from jaxlab.models.qwen2.cache import KV_AXES, KVCache, check_cache
 from jaxlab.models.qwen2.config import Qwen2Config
 from jaxlab.moe.models.attention import Projection, apply_rotary, rope_cos_sin
@@ -50,8 +50,9 @@ class Qwen2Attention(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask: AttentionMask,
-               kv_cache: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None):
+  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask: AttentionMask | None,
+               kv_cache: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
+               valid_bs: jax.Array | None = None):
     c = self.config
     dtype = jnp.dtype(c.dtype)
     b, t, _ = x_btd.shape
@@ -73,8 +74,13 @@ class Qwen2Attention(nn.Module):
       k_bsvk = constrain(jax.lax.dynamic_update_slice(keys_bsvk, k_bsvk.astype(keys_bsvk.dtype), start), KV_AXES)
       v_bsvk = constrain(jax.lax.dynamic_update_slice(values_bsvk, v_bsvk.astype(values_bsvk.dtype), start), KV_AXES)
       new_cache = (k_bsvk, v_bsvk)
-    out_bthk = dot_product_attention(q_bthk, k_bsvk.astype(dtype), v_bsvk.astype(dtype), mask,
-                                     implementation=c.attention_implementation, context_parallel=kv_cache is None)
+    if kv_cache is None:
+      out_bthk = dot_product_attention(q_bthk, k_bsvk.astype(dtype), v_bsvk.astype(dtype), mask,
+                                       implementation=c.attention_implementation)
+    else:
+      # Query t sits at slot index + t; slots past it (not yet written) are hidden by causality.
+      out_bthk = ops.attention_decode(q_bthk, k_bsvk.astype(dtype), v_bsvk.astype(dtype), index, kv_valid_bs=valid_bs,
+                                      implementation=c.attention_implementation)
     out_btf = out_bthk.reshape(b, t, h * hd)
     o = Projection(c.hidden_size, (axes.HEADS, axes.EMBED), False, dtype, self.param_dtype, name="o")
     return o(out_btf), new_cache
@@ -104,13 +110,14 @@ class Qwen2DecoderLayer(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask: AttentionMask,
-               kv_cache: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None):
+  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask: AttentionMask | None,
+               kv_cache: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
+               valid_bs: jax.Array | None = None):
     c = self.config
     norm = lambda name: HFRMSNorm(c.rms_norm_eps, axes.EMBED, self.param_dtype, name=name)
     x_btd = x_btd.astype(jnp.dtype(c.dtype))
     attention = Qwen2Attention(c, self.param_dtype, name="attention")
-    y_btd, new_cache = attention(norm("input_norm")(x_btd), positions_bt, mask, kv_cache, index)
+    y_btd, new_cache = attention(norm("input_norm")(x_btd), positions_bt, mask, kv_cache, index, valid_bs)
     x_btd = constrain(x_btd + y_btd, _BSE)
     x_btd = constrain(x_btd + Qwen2MLP(c, self.param_dtype, name="mlp")(norm("post_attention_norm")(x_btd)), _BSE)
     return x_btd, new_cache
@@ -200,25 +207,24 @@ class Qwen2LM(nn.Module):
     valid_bt = jnp.ones((b, t), bool) if attention_mask_bt is None else attention_mask_bt.astype(bool)
     rank_bt = jnp.maximum(jnp.cumsum(valid_bt, axis=1, dtype=jnp.int32) - 1, 0)
 
-    # Padding is segment 0 and real tokens segment 1, so no real token ever sees padding.
-    padding = lambda valid_bs: {} if attention_mask_bt is None and cache is None else dict(
-        q_segment_ids=valid_bt.astype(jnp.int32), kv_segment_ids=valid_bs.astype(jnp.int32))
     if cache is None:
       positions_bt = rank_bt if positions_bt is None else positions_bt
-      mask = AttentionMask(causal=True, **padding(valid_bt))
+      # Padding is segment 0 and real tokens segment 1, so no real token ever sees padding.
+      segments = {} if attention_mask_bt is None else dict(
+          q_segment_ids=valid_bt.astype(jnp.int32), kv_segment_ids=valid_bt.astype(jnp.int32))
+      mask, valid_bs = AttentionMask(causal=True, **segments), None
       layer_caches = [None] * c.num_hidden_layers
     else:
       if positions_bt is None:
         positions_bt = cache.next_position_b[:, None] + rank_bt.astype(jnp.float32)
       valid_bs = jax.lax.dynamic_update_slice(cache.valid_bs, valid_bt, (0, cache.index))
-      # Query t sits at slot index + t; slots past it (not yet written) are hidden by causality.
-      mask = AttentionMask(causal=True, q_offset=cache.index, **padding(valid_bs))
+      mask = None  # The decode form builds it from the cache's fill and valid slots.
       layer_caches = list(zip(cache.keys, cache.values))
 
     new_layer_caches = []
     for layer, layer_cache in zip(self.layers, layer_caches):
       x_btd, new_layer_cache = layer(x_btd, positions_bt, mask, layer_cache,
-                                     None if cache is None else cache.index)
+                                     None if cache is None else cache.index, valid_bs)
       new_layer_caches.append(new_layer_cache)
     x_btd = self.final_norm(x_btd)
     if c.tie_word_embeddings:
