@@ -183,6 +183,16 @@ def test_cudnn_refuses_masks_it_cannot_express(mask, t, s, reason):
     api._cudnn_mask_arguments(normalized, t, s)
 
 
+def test_cudnn_refuses_to_return_a_log_sum_exp(monkeypatch):
+  # Its backward would drop the lse cotangent; the refusal comes before any cuDNN call.
+  monkeypatch.setattr(api.registry, "require_platform", lambda *a, **k: None)
+  q, k, v = _qkv(1, 4, 4, 2, 2, 8, dtype=np.float32)
+  normalized = api.normalize(None, 1, 2, 4, 4)
+  with pytest.raises(NotImplementedError, match="gradients do not flow"):
+    api._cudnn(q, k, v, normalized, scale=1.0, logit_soft_cap=None, return_lse=True, block_config=None,
+               interpret=False)
+
+
 def test_cudnn_mask_arguments_for_causal_window_and_lengths():
   normalized = api.normalize(AttentionMask(causal=True, sliding_window=5, kv_length=np.array([3])), 1, 2, 4, 4)
   arguments = api._cudnn_mask_arguments(normalized, 4, 4)

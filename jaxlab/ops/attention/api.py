@@ -24,8 +24,8 @@ _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
 
-def _xla(q, k, v, mask, *, scale, logit_soft_cap, block_config, interpret):
-  del block_config, interpret  # Launch settings mean nothing to XLA.
+def _xla(q, k, v, mask, *, scale, logit_soft_cap, return_lse, block_config, interpret):
+  del return_lse, block_config, interpret  # The log-sum-exp comes for free; launch settings mean nothing to XLA.
   return attention_reference(q, k, v, mask, scale=scale, logit_soft_cap=logit_soft_cap)
 
 
@@ -53,9 +53,12 @@ def _cudnn_mask_arguments(mask: NormalizedMask, t: int, s: int) -> dict:
   return arguments
 
 
-def _cudnn(q, k, v, mask, *, scale, logit_soft_cap, block_config, interpret):
+def _cudnn(q, k, v, mask, *, scale, logit_soft_cap, return_lse, block_config, interpret):
   del block_config, interpret
   registry.require_platform("cudnn", interpret=False)
+  if return_lse:
+    # jax's cuDNN backward drops the residual's cotangent: a gradient through lse would be wrong.
+    raise NotImplementedError("cudnn returns a log-sum-exp that gradients do not flow through")
   if logit_soft_cap is not None:
     raise NotImplementedError("cudnn has no logit soft-cap")
   if q.dtype not in _CUDNN_DTYPES:
@@ -64,14 +67,15 @@ def _cudnn(q, k, v, mask, *, scale, logit_soft_cap, block_config, interpret):
   if d % 8 or d > 128:
     raise NotImplementedError(f"cudnn needs a head dim that is a multiple of 8 and at most 128, got {d}")
   arguments = _cudnn_mask_arguments(mask, q.shape[1], k.shape[1])
-  out, lse_bht = jax.nn.dot_product_attention(
-      q, k, v, scale=scale, implementation="cudnn", return_residual=True, **arguments
-  )
-  # cuDNN's residual is [B, H, T] (and base e); ours is [B, T, H].
-  return out, jnp.swapaxes(lse_bht, 1, 2).astype(jnp.float32)
+  try:
+    out = jax.nn.dot_product_attention(q, k, v, scale=scale, implementation="cudnn", **arguments)
+  except ValueError as e:  # jax's own checks of what its cuDNN path supports, at trace time.
+    raise NotImplementedError(f"jax.nn.dot_product_attention refused the cudnn path: {e}") from e
+  return out, None  # No log-sum-exp was asked for.
 
 
-def _pallas_triton(q, k, v, mask, *, scale, logit_soft_cap, block_config, interpret):
+def _pallas_triton(q, k, v, mask, *, scale, logit_soft_cap, return_lse, block_config, interpret):
+  del return_lse  # Always computed: the backward needs it.
   registry.require_platform("pallas_triton", interpret=interpret)
   if q.dtype not in _FLOAT_DTYPES:
     raise NotImplementedError(f"pallas_triton supports float32/bfloat16/float16, got {q.dtype}")
@@ -126,12 +130,12 @@ def check_arguments(q, k, v, scale, logit_soft_cap, block_config) -> None:
     raise TypeError(f"attention: block_config must be a FlashBlockConfig or None, got {type(block_config).__name__}")
 
 
-def _prepared(q, k, v, mask, scale, logit_soft_cap, block_config):
+def _prepared(q, k, v, mask, scale, logit_soft_cap, return_lse, block_config):
   check_arguments(q, k, v, scale, logit_soft_cap, block_config)
   normalized = normalize(mask, q.shape[0], q.shape[2], q.shape[1], k.shape[1])
   scale = float(q.shape[-1] ** -0.5 if scale is None else scale)
   cap = None if logit_soft_cap is None else float(logit_soft_cap)
-  return normalized, dict(scale=scale, logit_soft_cap=cap, block_config=block_config)
+  return normalized, dict(scale=scale, logit_soft_cap=cap, return_lse=bool(return_lse), block_config=block_config)
 
 
 def attention(
@@ -173,7 +177,7 @@ def attention(
     ValueError / TypeError: bad shapes, dtypes, mask fields or settings, naming the argument.
     registry.NoImplementationError: no requested implementation could serve the call.
   """
-  normalized, settings = _prepared(q_bthd, k_bskd, v_bskd, mask, scale, logit_soft_cap, block_config)
+  normalized, settings = _prepared(q_bthd, k_bskd, v_bskd, mask, scale, logit_soft_cap, return_lse, block_config)
   out_bthd, lse_bth = _ATTENTION(
       q_bthd, k_bskd, v_bskd, normalized, implementation=implementation, interpret=interpret, **settings
   )
@@ -182,11 +186,11 @@ def attention(
 
 def resolve_attention(
     q_bthd, k_bskd, v_bskd, mask: AttentionMask | None = None, *, scale: float | None = None,
-    logit_soft_cap: float | None = None, implementation: registry.ImplementationArg = None,
+    logit_soft_cap: float | None = None, return_lse: bool = False, implementation: registry.ImplementationArg = None,
     interpret: bool = False, block_config: FlashBlockConfig | None = None,
 ) -> str:
   """Name of the implementation `attention` would run for these arguments; runs nothing."""
-  normalized, settings = _prepared(q_bthd, k_bskd, v_bskd, mask, scale, logit_soft_cap, block_config)
+  normalized, settings = _prepared(q_bthd, k_bskd, v_bskd, mask, scale, logit_soft_cap, return_lse, block_config)
   return _ATTENTION.resolve(
       q_bthd, k_bskd, v_bskd, normalized, implementation=implementation, interpret=interpret, **settings
   )

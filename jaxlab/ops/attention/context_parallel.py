@@ -79,17 +79,16 @@ def _split_axes(mesh, axis_name: str, b: int, h: int, kv: int) -> tuple[tuple[st
   return tuple(batch_axes), head_axis
 
 
-def _ring_implementations(implementation: registry.ImplementationArg, causal_or_window: bool):
-  """The implementations a ring step may use: cuDNN's causal/window mask is aligned top-left
-  (it ignores q_offset), so off-diagonal chunks of a causal or windowed mask would be wrong."""
-  if not causal_or_window:
-    return implementation
+def _chunk_implementations(implementation: registry.ImplementationArg):
+  """The implementations a chunk may use: every chunk's log-sum-exp is differentiated through
+  (the merge weights), which jax's cuDNN path does not support; its causal mask also ignores
+  the chunk's query offset."""
   names = tuple(n for n in registry.candidates(implementation, preference=api._ATTENTION.preference)
                 if n != "cudnn")
   if not names:
     raise NotImplementedError(
-        "context_parallel_attention: cudnn cannot serve ring steps of a causal or sliding-window mask "
-        "(it ignores the chunk's query offset); use implementation='pallas_triton' or 'xla'")
+        "context_parallel_attention: cudnn cannot serve a chunk (no gradient through its log-sum-exp, "
+        "no query offset); use implementation='pallas_triton' or 'xla'")
   return names
 
 
@@ -141,8 +140,7 @@ def context_parallel_attention(
     strategy: "ring" (ppermute the key/value chunks, O(S/N) memory) or "all_gather" (gather
       them once, O(S) memory).
     scale, logit_soft_cap, return_lse, implementation, interpret, block_config: as for
-      `attention`, applied to each local call. Ring steps with a causal or windowed mask never
-      use cuDNN (it ignores the chunk offset).
+      `attention`, applied to each local call; never cuDNN (see `_chunk_implementations`).
 
   Returns:
     out [B, T, H, D] in q's dtype, or (out, lse [B, T, H] float32) with `return_lse`; both
@@ -174,10 +172,7 @@ def context_parallel_attention(
   batch = batch_axes or None
   settings = dict(scale=scale, logit_soft_cap=logit_soft_cap, return_lse=True, interpret=interpret,
                   block_config=block_config)
-  if strategy == "ring":
-    settings["implementation"] = _ring_implementations(implementation, causal or window is not None)
-  else:
-    settings["implementation"] = implementation
+  settings["implementation"] = _chunk_implementations(implementation)
 
   # Mask arrays in, by name (absent fields are not passed), with their specs.
   arrays = {"q_offset": global_mask.q_offset_b}
