@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jaxlab import ops
 from jaxlab.nn.rope import apply_rope
-from jaxlab.ops.attention import context_parallel as context_parallel_attention
+from jaxlab.ops.attention.context_parallel import context_axis_size, context_parallel_attention
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 
@@ -34,8 +34,8 @@ def dot_product_attention(
     [B, T, H, D] in q's dtype.
   """
   settings = dict(scale=scale, logit_soft_cap=logit_soft_cap, implementation=implementation)
-  if context_parallel and context_parallel_attention.context_axis_size() > 1:
-    return context_parallel_attention.context_parallel_attention(q_bthd, k_bskd, v_bskd, mask, **settings)
+  if context_parallel and context_axis_size() > 1:
+    return context_parallel_attention(q_bthd, k_bskd, v_bskd, mask, **settings)
   return ops.attention(q_bthd, k_bskd, v_bskd, mask, **settings)
 
 
