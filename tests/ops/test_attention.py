@@ -116,10 +116,11 @@ def test_packed_sequences_never_attend_across_segments():
   assert not np.allclose(np.asarray(out[:, :3]), np.asarray(out_changed[:, :3]))
 
 
+@pytest.mark.parametrize("implementation, interpret", [("xla", False), ("pallas_triton", True)])
 @pytest.mark.parametrize("fill", [0, 3, 11])
-def test_decode_form_equals_full_form_on_the_last_positions(fill):
+def test_decode_form_equals_full_form_on_the_last_positions(fill, implementation, interpret):
   """A cache of 16 slots filled to `fill`, then 2 new tokens: the decode form gives what full causal
-  attention over the first fill + 2 tokens gives on its last two positions."""
+  attention over the first fill + 2 tokens gives on its last two positions (the flash kernel too)."""
   t_new, capacity = 2, 16
   q_all, k_all, v_all = _qkv(2, fill + t_new, fill + t_new, 4, 2, 16, seed=fill)
   full = ops.attention(q_all, k_all, v_all, AttentionMask(causal=True), implementation="xla")
@@ -128,7 +129,8 @@ def test_decode_form_equals_full_form_on_the_last_positions(fill):
   # Slots past the fill hold garbage: the decode form must ignore them.
   k_cache = jnp.concatenate([k_all, garbage(k_all)], axis=1)
   v_cache = jnp.concatenate([v_all, garbage(v_all)], axis=1)
-  out = ops.attention_decode(q_all[:, fill:], k_cache, v_cache, fill, implementation="xla")
+  out = ops.attention_decode(q_all[:, fill:], k_cache, v_cache, fill, implementation=implementation,
+                             interpret=interpret)
   np.testing.assert_allclose(np.asarray(out), np.asarray(full[:, fill:]), rtol=1e-5, atol=1e-6)
 
 
