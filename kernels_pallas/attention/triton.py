@@ -135,6 +135,19 @@ def _scores(spec: _Spec, q, k):
   return cap * tanh, tanh
 
 
+def _key_tile(spec: _Spec, mrefs: _MaskRefs, row: _Row, k_ref, v_ref, q, b, h, kv_h, t0, s0, block_q: int,
+              block_k: int, q_segment):
+  """Key block s0 against the query tile: (k, v, capped scores, tanh or None, visible), each [block_k, ...]
+  or [block_q, block_k]. Shared by the forward and the dq kernel, which walk the same key blocks."""
+  s_in = (s0 + jnp.arange(block_k) < spec.s)[:, None]
+  k = plgpu.load(k_ref.at[b, pl.ds(s0, block_k), kv_h, :], mask=s_in, other=0.0)
+  v = plgpu.load(v_ref.at[b, pl.ds(s0, block_k), kv_h, :], mask=s_in, other=0.0)
+  logits, tanh = _scores(spec, q, k)
+  kv_segment = _segment(mrefs.kv_segment, b, s0, block_k, spec.s)
+  visible = _visible(spec, mrefs, row, b, h, t0, s0, block_q, block_k, q_segment, kv_segment)
+  return k, v, logits, tanh, visible
+
+
 def _div(x, block: int):
   """x // block for x >= 0 (callers clip first: lax.div truncates toward zero)."""
   return lax.div(x, jnp.int32(block))
@@ -205,13 +218,8 @@ def _forward_kernel(q_ref, k_ref, v_ref, *refs, spec: _Spec, block_q: int, block
 
   def kv_step(j, carry):
     acc, m, l = carry
-    s0 = j * block_k
-    s_in = (s0 + jnp.arange(block_k) < spec.s)[:, None]
-    k = plgpu.load(k_ref.at[b, pl.ds(s0, block_k), kv_h, :], mask=s_in, other=0.0)
-    v = plgpu.load(v_ref.at[b, pl.ds(s0, block_k), kv_h, :], mask=s_in, other=0.0)
-    logits, _ = _scores(spec, q, k)
-    kv_segment = _segment(mrefs.kv_segment, b, s0, block_k, spec.s)
-    visible = _visible(spec, mrefs, row, b, h, t0, s0, block_q, block_k, q_segment, kv_segment)
+    _, v, logits, _, visible = _key_tile(spec, mrefs, row, k_ref, v_ref, q, b, h, kv_h, t0, j * block_k, block_q,
+                                         block_k, q_segment)
     m_next = jnp.maximum(m, jnp.max(jnp.where(visible, logits, _MASKED), axis=1))
     # Masked scores get exactly 0, also while m is still the sentinel (exp(0) would be 1).
     p = jnp.where(visible, jnp.exp(logits - m_next[:, None]), 0.0)
@@ -258,13 +266,8 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, *refs, spec: _Sp
   q_segment = _segment(mrefs.q_segment, b, t0, block_q, spec.t)
 
   def kv_step(j, dq):
-    s0 = j * block_k
-    s_in = (s0 + jnp.arange(block_k) < spec.s)[:, None]
-    k = plgpu.load(k_ref.at[b, pl.ds(s0, block_k), kv_h, :], mask=s_in, other=0.0)
-    v = plgpu.load(v_ref.at[b, pl.ds(s0, block_k), kv_h, :], mask=s_in, other=0.0)
-    logits, tanh = _scores(spec, q, k)
-    kv_segment = _segment(mrefs.kv_segment, b, s0, block_k, spec.s)
-    visible = _visible(spec, mrefs, row, b, h, t0, s0, block_q, block_k, q_segment, kv_segment)
+    k, v, logits, tanh, visible = _key_tile(spec, mrefs, row, k_ref, v_ref, q, b, h, kv_h, t0, j * block_k,
+                                            block_q, block_k, q_segment)
     p = jnp.where(visible, jnp.exp(logits - lse[:, None]), 0.0)
     dp = lax.dot_general(do, v, _NT, preferred_element_type=jnp.float32)
     ds = p * (dp - delta[:, None])

@@ -144,3 +144,31 @@ def test_logs_once_per_jit_trace(caplog):
     f(jnp.ones(3))  # Cache hit: no new trace, no new record.
     f(jnp.zeros(4))  # New shape: new trace.
   assert sum("running xla" in m for m in _ops_messages(caplog)) == 2
+
+
+def test_an_op_may_order_its_implementations_per_backend():
+  preference = {"gpu": ("cudnn", "pallas_triton", "xla")}
+  assert registry.default_preference("gpu", preference) == ("cudnn", "pallas_triton", "xla")
+  # A backend the op does not name keeps the common order.
+  assert registry.default_preference("tpu", preference) == ("pallas_tpu", "xla")
+  op = registry.Op("ordered", {"xla": _adds(1.0), "pallas_triton": _adds(2.0)},
+                   preference={"cpu": ("pallas_triton", "xla")})
+  assert float(op(jnp.zeros(()), interpret=True)) == 2.0  # Its own CPU order puts the kernel first.
+  assert float(registry.Op("common", {"xla": _adds(1.0), "pallas_triton": _adds(2.0)})(jnp.zeros(()))) == 1.0
+
+
+def test_cudnn_needs_a_gpu_even_when_interpreting():
+  # interpret=True runs Pallas kernels anywhere, but cuDNN is a library, not a kernel.
+  with pytest.raises(NotImplementedError, match="cudnn needs a GPU"):
+    registry.require_platform("cudnn", interpret=True)
+
+
+@pytest.mark.parametrize("value, want", [(None, None), ("xla", "xla"), (["cudnn", "xla"], ("cudnn", "xla"))])
+def test_check_implementation_returns_a_hashable_setting(value, want):
+  assert registry.check_implementation("Config.attention_implementation", value) == want
+
+
+@pytest.mark.parametrize("value", ["flash", [], 3])
+def test_check_implementation_names_the_setting(value):
+  with pytest.raises(ValueError, match="Config.attention_implementation"):
+    registry.check_implementation("Config.attention_implementation", value)

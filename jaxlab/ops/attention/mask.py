@@ -53,24 +53,6 @@ class AttentionMask:
   kv_segment_ids: Any = None
   explicit: Any = None
 
-  @property
-  def is_full(self) -> bool:
-    """True when nothing is masked (no field set)."""
-    return not self.causal and self.sliding_window is None and all(
-        getattr(self, name) is None for name in _ARRAY_FIELDS if name != "q_offset"
-    )
-
-  def describe(self) -> str:
-    """Short text naming the parts that are set, for logs and errors."""
-    parts = [name for name in ("causal",) if self.causal]
-    if self.sliding_window is not None:
-      parts.append(f"sliding_window={self.sliding_window}")
-    parts += [name for name in _ARRAY_FIELDS if getattr(self, name) is not None]
-    return "+".join(parts) or "full"
-
-
-_ARRAY_FIELDS = ("q_offset", "prefix_length", "kv_length", "q_segment_ids", "kv_segment_ids", "explicit")
-
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
