@@ -40,7 +40,7 @@ import numpy as np
 from benchmarks import common
 from jaxlab import ops
 from jaxlab.flow import spectral
-from jaxlab.ops.flow_guidance.reference import guidance_update
+from jaxlab.ops.flow_guidance_op.reference import guidance_update
 
 CHANNELS = 16
 SCALARS = dict(sigma=0.6, sigma_next=0.55, alpha=0.7, beta=0.4)

@@ -100,7 +100,7 @@ import numpy as np
 from benchmarks import common
 from jaxlab import ops
 from jaxlab.ops import registry
-from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig
+from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig
 from jaxlab.quant import PACK_BLOCK, parse_scheme, rtn
 
 SCHEMES = ("bf16", "w8a16_g-1_asym", "w4a16_g128_asym", "w8a8_g-1_sym", "w4a4_g-1_sym", "mixed")

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from benchmarks import common
 from benchmarks.grouped_matmul import even_group_sizes, expert_schemes, zipf_group_sizes
 from jaxlab.ops import GroupedMatmulConfig, TileShape, grouped_matmul
-from jaxlab.ops.grouped_matmul import schedule as schedule_lib
+from kernels_pallas.grouped_matmul import schedule as schedule_lib
 from jaxlab.quant import rtn
 
 G, K, N = 64, 2048, 2816

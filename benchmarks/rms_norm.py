@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from benchmarks import common
 from jaxlab import ops
 from jaxlab.ops import registry
-from jaxlab.ops.rms_norm.reference import rms_norm_reference
+from jaxlab.ops.rms_norm_op.reference import rms_norm_reference
 
 # Check shapes: odd row lengths and row counts, small enough for the Pallas interpreter.
 _CHECK_SHAPES = ((4, 100), (3, 257), (37, 64))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jaxlab import ops
 from jaxlab.nn.rope import apply_rope
-from jaxlab.ops.attention.context_parallel import context_axis_size, context_parallel_attention
+from jaxlab.ops.attention_op.context_parallel import context_axis_size, context_parallel_attention
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 

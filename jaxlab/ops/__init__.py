@@ -5,20 +5,20 @@ Each op takes `implementation=None | name | sequence of names` and `interpret=Fa
 front-ends only: kernels are imported when an implementation is first tried.
 """
 
-# Bound eagerly on purpose: each op subpackage (`attention`, `rms_norm`, `gaussian_raster`, ...) shares its
-# function's name, and the import system would otherwise leave the subpackage, not the
-# function, at `jaxlab.ops.<op>`.
-from jaxlab.ops.attention.api import attention, attention_decode, resolve_attention
-from jaxlab.ops.attention.config import FlashBlockConfig
-from jaxlab.ops.attention.mask import AttentionMask
-from jaxlab.ops.flow_guidance.api import flow_guidance, resolve_flow_guidance
-from jaxlab.ops.flow_guidance.config import FlowGuidanceConfig
-from jaxlab.ops.gaussian_raster.api import gaussian_raster, resolve_gaussian_raster
-from jaxlab.ops.grouped_matmul.api import grouped_matmul, resolve_grouped_matmul
-from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig, TileShape
+# Each op lives in `<name>_op/` so that `jaxlab.ops.<name>` is the function and
+# `jaxlab.ops.<name>_op.<module>` still imports. Block configs are the kernels' own
+# (`kernels_pallas/<kernel>/config.py`), re-exported here because callers pass them in.
+from jaxlab.ops.attention_op.api import attention, attention_decode, resolve_attention
+from jaxlab.ops.attention_op.mask import AttentionMask
+from jaxlab.ops.flow_guidance_op.api import flow_guidance, resolve_flow_guidance
+from jaxlab.ops.gaussian_raster_op.api import gaussian_raster, resolve_gaussian_raster
+from jaxlab.ops.grouped_matmul_op.api import grouped_matmul, resolve_grouped_matmul
 from jaxlab.ops.registry import IMPLEMENTATIONS, NoImplementationError, default_preference
-from jaxlab.ops.rms_norm.api import resolve_rms_norm, rms_norm
-from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
+from jaxlab.ops.rms_norm_op.api import resolve_rms_norm, rms_norm
+from kernels_pallas.attention.config import FlashBlockConfig
+from kernels_pallas.flow_guidance.config import FlowGuidanceConfig
+from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig, TileShape
+from kernels_pallas.rms_norm.config import RmsNormBlockConfig
 
 __all__ = [
     "AttentionMask",

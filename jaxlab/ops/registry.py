@@ -14,6 +14,7 @@ running anything.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -102,6 +103,40 @@ def check_implementation(where: str, implementation: ImplementationArg) -> str |
   except ValueError as e:
     raise ValueError(f"{where}: {e}") from None
   return implementation if isinstance(implementation, str) else tuple(implementation)
+
+
+# Top-level packages of jaxlab itself: a missing module under them is a bug, not a missing extra.
+_OWN_PACKAGES = ("jaxlab", "kernels_pallas")
+
+# kernel module -> why it could not be imported, for `unavailable_kernels`.
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def load_kernel(implementation: str, module: str):
+  """Imports a kernel module for `implementation`, under the one policy every op follows.
+
+  A kernel whose *third-party* dependency is missing (e.g. a jax build without Pallas' Triton
+  lowering) cannot serve: this raises NotImplementedError with the reason, which the op records
+  and logs before falling back to its next implementation; `unavailable_kernels()` lists it.
+  A kernel module that is itself broken (a syntax error, a missing jaxlab or kernels_pallas
+  name, anything else raised at import) is a bug: the error propagates and nothing falls back.
+  """
+  try:
+    return importlib.import_module(module)
+  except ModuleNotFoundError as e:
+    missing = e.name or ""
+    if missing.split(".")[0] in _OWN_PACKAGES:
+      raise
+    reason = f"{implementation} kernel {module} needs {missing!r}, which is not installed"
+    if module not in _UNAVAILABLE:
+      logger.warning("%s", reason)
+    _UNAVAILABLE[module] = reason
+    raise NotImplementedError(reason) from e
+
+
+def unavailable_kernels() -> dict[str, str]:
+  """Kernel module -> the reason it could not be imported, for every kernel tried so far."""
+  return dict(_UNAVAILABLE)
 
 
 def native_backend(implementation: str) -> str | None:

@@ -22,7 +22,7 @@ PRESETS: Mapping[str, tuple[tuple[str, str], ...]] = MappingProxyType({
     # Fully sharded data parallelism: split the batch and the weights' embed dimension.
     "fsdp": ((BATCH, "fsdp"), (EMBED, "fsdp")),
     # Context (sequence) parallelism: split activations along the sequence; attention then
-    # needs `jaxlab.ops.attention.context_parallel` to see keys held by other devices.
+    # needs `jaxlab.ops.attention_op.context_parallel` to see keys held by other devices.
     "context": ((SEQ, "context"),),
     # Tensor (model) parallelism: split the wide dimensions of attention, MLP and vocab.
     "tensor": ((HEADS, "tensor"), (KV_HEADS, "tensor"), (MLP, "tensor"), (VOCAB, "tensor")),

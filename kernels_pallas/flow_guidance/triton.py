@@ -20,8 +20,8 @@ from jax.experimental import pallas as pl
 
 from jaxlab import _compat
 from jaxlab.flow import spectral
-from jaxlab.ops.flow_guidance.config import FlowGuidanceConfig
-from jaxlab.ops.flow_guidance.reference import SIGMA_EPS
+from jaxlab.ops.flow_guidance_op.reference import SIGMA_EPS
+from kernels_pallas.flow_guidance.config import FlowGuidanceConfig
 
 plgpu = _compat.pallas_triton()
 

@@ -28,7 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from jaxlab import _compat
-from jaxlab.ops.gaussian_raster.config import GaussianRasterConfig, check_tile_size
+from kernels_pallas.gaussian_raster.config import GaussianRasterConfig, check_tile_size
 
 plgpu = _compat.pallas_triton()
 

@@ -1,7 +1,7 @@
 """Grouped matmul for mixed-precision experts: one `pallas_call` (Triton lowering) for all
 experts and all schemes, plus the weight-gradient ("tgmm") kernel of the backward pass.
 
-Forward: program t locates its own tile from `group_sizes` (`jaxlab.ops.grouped_matmul.schedule`:
+Forward: program t locates its own tile from `group_sizes` (`kernels_pallas.grouped_matmul.schedule`:
 stack, slot, rows, columns; no XLA kernels run before the launch) and branches to the tile body
 of its stack's scheme (`tiles.py`), with that scheme's tile shape. Activations of wXa8/wXa4 rows are
 quantized by XLA beforehand (a cheap elementwise pass), so the kernel only ever reads int8
@@ -23,13 +23,13 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from jaxlab import _compat
-from jaxlab.ops.grouped_matmul import schedule as schedule_lib
-from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig, TileShape
-from jaxlab.ops.grouped_matmul.reference import group_ids_of_rows
+from jaxlab.ops.grouped_matmul_op.reference import group_ids_of_rows
 from jaxlab.quant import activations as act_quant
 from jaxlab.quant.experts import ExpertWeights, from_dense
 from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme
+from kernels_pallas.grouped_matmul import schedule as schedule_lib
 from kernels_pallas.grouped_matmul import tiles
+from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig, TileShape
 
 plgpu = _compat.pallas_triton()
 

@@ -17,7 +17,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from jaxlab import _compat
-from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
+from kernels_pallas.rms_norm.config import RmsNormBlockConfig
 
 plgpu = _compat.pallas_triton()
 

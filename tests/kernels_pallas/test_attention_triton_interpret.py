@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.ops.attention.api import attention
-from jaxlab.ops.attention.config import FlashBlockConfig
-from jaxlab.ops.attention.mask import AttentionMask
+from jaxlab.ops.attention_op.api import attention
+from kernels_pallas.attention.config import FlashBlockConfig
+from jaxlab.ops.attention_op.mask import AttentionMask
 from jaxlab.testing import assert_close
 
 BLOCKS = FlashBlockConfig(block_q=16, block_k=16, block_q_dkv=16, block_k_dkv=16)

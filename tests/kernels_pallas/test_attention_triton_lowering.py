@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxlab.ops.attention.config import FlashBlockConfig
-from jaxlab.ops.attention.mask import AttentionMask, normalize, visible_ts
+from kernels_pallas.attention.config import FlashBlockConfig
+from jaxlab.ops.attention_op.mask import AttentionMask, normalize, visible_ts
 from kernels_pallas.attention import triton as attention_triton
 
 KERNEL_NAMES = ("flash_attention_forward", "flash_attention_backward_dkv", "flash_attention_backward_dq")

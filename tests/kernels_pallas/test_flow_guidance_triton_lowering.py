@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxlab.ops.flow_guidance.config import FlowGuidanceConfig
+from kernels_pallas.flow_guidance.config import FlowGuidanceConfig
 from kernels_pallas.flow_guidance import triton as guidance_triton
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxlab.ops.gaussian_raster.config import SUPPORTED_TILE_SIZES, GaussianRasterConfig
+from kernels_pallas.gaussian_raster.config import SUPPORTED_TILE_SIZES, GaussianRasterConfig
 from kernels_pallas.gaussian_raster import triton as raster
 
 # The image-formation constants, restated so the kernels are checked against them.

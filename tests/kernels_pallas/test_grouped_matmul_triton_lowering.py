@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig
+from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig
 from jaxlab.quant import rtn
 from kernels_pallas.grouped_matmul import triton as gmm_triton
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
+from kernels_pallas.rms_norm.config import RmsNormBlockConfig
 from kernels_pallas.rms_norm import triton as rms_norm_triton
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from jaxlab import ops
-from jaxlab.ops.attention import api
-from jaxlab.ops.attention.mask import AttentionMask
+from jaxlab.ops.attention_op import api
+from jaxlab.ops.attention_op.mask import AttentionMask
 
 
 def _qkv(b, t, s, h, kv, d, seed=0, dtype=np.float32):

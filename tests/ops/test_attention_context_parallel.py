@@ -13,10 +13,10 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxlab.ops.attention.api import attention
-from jaxlab.ops.attention.config import FlashBlockConfig
-from jaxlab.ops.attention.context_parallel import context_axis_size, context_parallel_attention
-from jaxlab.ops.attention.mask import AttentionMask
+from jaxlab.ops.attention_op.api import attention
+from kernels_pallas.attention.config import FlashBlockConfig
+from jaxlab.ops.attention_op.context_parallel import context_axis_size, context_parallel_attention
+from jaxlab.ops.attention_op.mask import AttentionMask
 from jaxlab.sharding import make_mesh
 
 B, T, D = 2, 32, 16

@@ -11,7 +11,7 @@ import pytest
 
 from jaxlab import ops
 from jaxlab.ops import registry
-from jaxlab.ops.flow_guidance.config import FlowGuidanceConfig
+from kernels_pallas.flow_guidance.config import FlowGuidanceConfig
 
 SCALARS = dict(sigma=0.7, sigma_next=0.55, alpha=0.8, beta=0.3)
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from jaxlab import ops
-from jaxlab.ops.gaussian_raster.reference import gaussian_raster_reference
+from jaxlab.ops.gaussian_raster_op.reference import gaussian_raster_reference
 from jaxlab.splat.binning import bin_gaussians
 from jaxlab.testing import assert_close
 

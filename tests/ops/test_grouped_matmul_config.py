@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig, TileShape
+from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig, TileShape
 from jaxlab.quant import PACK_BLOCK
 
 G = 64

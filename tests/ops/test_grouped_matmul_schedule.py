@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.ops.grouped_matmul import schedule as schedule_lib
+from kernels_pallas.grouped_matmul import schedule as schedule_lib
 
 
 def _valid_tiles(schedule):

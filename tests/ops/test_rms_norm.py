@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from jaxlab import ops
-from jaxlab.ops.rms_norm.config import RmsNormBlockConfig
-from jaxlab.ops.rms_norm.reference import rms_norm_reference
+from kernels_pallas.rms_norm.config import RmsNormBlockConfig
+from jaxlab.ops.rms_norm_op.reference import rms_norm_reference
 from jaxlab.testing import assert_close
 
 # (implementation, interpret): every implementation that can run on a CPU test machine.
@@ -173,7 +173,7 @@ def test_unknown_implementation_is_value_error():
 
 
 def test_package_exports_the_function_even_after_importing_the_subpackage():
-  import jaxlab.ops.rms_norm.config  # noqa: F401  Loading the subpackage must not shadow the function.
+  import kernels_pallas.rms_norm.config  # noqa: F401  Loading the subpackage must not shadow the function.
 
   from jaxlab.ops import rms_norm
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxlab.ops.rms_norm.config import MAX_BLOCK_COLS, RmsNormBlockConfig, next_power_of_two
+from kernels_pallas.rms_norm.config import MAX_BLOCK_COLS, RmsNormBlockConfig, next_power_of_two
 
 
 def _is_power_of_two(n):

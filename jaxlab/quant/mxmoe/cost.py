@@ -39,7 +39,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 
-from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig, TileShape
+from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig, TileShape
 from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme, parse_scheme
 
 logger = logging.getLogger("jaxlab.quant.mxmoe")

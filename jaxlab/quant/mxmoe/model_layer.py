@@ -23,7 +23,7 @@ from jaxlab.moe.models.config import MoELMConfig
 from jaxlab.moe.models.norm import rms_norm_hf
 from jaxlab.moe.router import route_top_k, router_logits
 from jaxlab.ops import grouped_matmul
-from jaxlab.ops.grouped_matmul.reference import group_ids_of_rows
+from jaxlab.ops.grouped_matmul_op.reference import group_ids_of_rows
 from jaxlab.quant.activations import fake_quantize_activations
 
 

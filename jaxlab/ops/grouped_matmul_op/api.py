@@ -14,18 +14,16 @@ Conventions, for every implementation:
 
 from __future__ import annotations
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import _compat
 from jaxlab.ops import registry
-from jaxlab.ops.grouped_matmul import schedule
-from jaxlab.ops.grouped_matmul.config import GroupedMatmulConfig
-from jaxlab.ops.grouped_matmul.reference import grouped_matmul_reference
+from jaxlab.ops.grouped_matmul_op.reference import grouped_matmul_reference
 from jaxlab.quant.experts import ExpertWeights
+from kernels_pallas.grouped_matmul import schedule
+from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig
 
 _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -40,10 +38,7 @@ def _pallas_triton(lhs_mk, rhs, group_sizes_g, *, group_offset, out_dtype, confi
   registry.require_platform("pallas_triton", interpret=interpret)
   if lhs_mk.shape[0] == 0 or lhs_mk.shape[1] == 0:
     raise NotImplementedError(f"pallas_triton needs a non-empty lhs, got shape {lhs_mk.shape}")
-  try:
-    kernel = importlib.import_module("kernels_pallas.grouped_matmul.triton")
-  except ImportError as e:
-    raise NotImplementedError(f"pallas_triton kernel unavailable: {e}") from e
+  kernel = registry.load_kernel("pallas_triton", "kernels_pallas.grouped_matmul.triton")
   experts = rhs if isinstance(rhs, ExpertWeights) else None
   if experts is None:
     return kernel.dense_grouped_matmul(

@@ -31,9 +31,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxlab import _compat
 from jaxlab.ops import registry
-from jaxlab.ops.attention import api
-from jaxlab.ops.attention.config import FlashBlockConfig
-from jaxlab.ops.attention.mask import AttentionMask, normalize
+from jaxlab.ops.attention_op import api
+from jaxlab.ops.attention_op.mask import AttentionMask, normalize
+from kernels_pallas.attention.config import FlashBlockConfig
 
 STRATEGIES = ("ring", "all_gather")
 

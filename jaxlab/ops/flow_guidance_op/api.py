@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import numbers
 
 import jax
@@ -10,8 +9,8 @@ import jax.numpy as jnp
 
 from jaxlab.flow.spectral import LOWPASS_KINDS
 from jaxlab.ops import registry
-from jaxlab.ops.flow_guidance.config import MAX_CHANNEL_BLOCK, FlowGuidanceConfig, next_power_of_two
-from jaxlab.ops.flow_guidance.reference import FlowGuidanceOutput, flow_guidance_reference
+from jaxlab.ops.flow_guidance_op.reference import FlowGuidanceOutput, flow_guidance_reference
+from kernels_pallas.flow_guidance.config import MAX_CHANNEL_BLOCK, FlowGuidanceConfig, next_power_of_two
 
 _KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 _ARRAY_NAMES = ("x_t", "v", "x0_ref", "v_prev", "v_ref_prev")
@@ -38,10 +37,7 @@ def _pallas_triton(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, lowpass, cu
     raise NotImplementedError(
         f"pallas_triton holds a pixel's channels in one tile; C={x_t.shape[-1]} pads past {MAX_CHANNEL_BLOCK}"
     )
-  try:
-    kernel = importlib.import_module("kernels_pallas.flow_guidance.triton")
-  except ImportError as e:
-    raise NotImplementedError(f"pallas_triton kernel unavailable: {e}") from e
+  kernel = registry.load_kernel("pallas_triton", "kernels_pallas.flow_guidance.triton")
   if lowpass == "fft":
     outputs = kernel.flow_guidance_fft(
         x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, cutoff=cutoff, order=order, config=config, interpret=interpret

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import jax
 import jax.numpy as jnp
 
 from jaxlab.ops import registry
-from jaxlab.ops.rms_norm.config import MAX_BLOCK_COLS, RmsNormBlockConfig
-from jaxlab.ops.rms_norm.reference import rms_norm_reference
+from jaxlab.ops.rms_norm_op.reference import rms_norm_reference
+from kernels_pallas.rms_norm.config import MAX_BLOCK_COLS, RmsNormBlockConfig
 
 _KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -34,10 +33,7 @@ def _pallas_triton(x, scale, *, eps, block_config, interpret):
         f"pallas_triton holds a whole row per tile; row length {row_length} pads past {MAX_BLOCK_COLS} columns"
     )
   config = block_config or RmsNormBlockConfig.heuristic(row_length, num_rows)
-  try:
-    kernel = importlib.import_module("kernels_pallas.rms_norm.triton")
-  except ImportError as e:
-    raise NotImplementedError(f"pallas_triton kernel unavailable: {e}") from e
+  kernel = registry.load_kernel("pallas_triton", "kernels_pallas.rms_norm.triton")
   y_md = kernel.rms_norm_rows(x.reshape(num_rows, row_length), scale, eps, config, interpret)
   return y_md.reshape(x.shape)
 

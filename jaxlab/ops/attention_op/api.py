@@ -8,7 +8,6 @@ ids, key lengths, an explicit boolean mask), never by a [T, S] array the caller 
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import jax
@@ -16,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.ops import registry
-from jaxlab.ops.attention.config import FlashBlockConfig
-from jaxlab.ops.attention.mask import AttentionMask, NormalizedMask, normalize, visible_ts
-from jaxlab.ops.attention.reference import attention_reference
+from jaxlab.ops.attention_op.mask import AttentionMask, NormalizedMask, normalize, visible_ts
+from jaxlab.ops.attention_op.reference import attention_reference
+from kernels_pallas.attention.config import FlashBlockConfig
 
 _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
@@ -83,10 +82,7 @@ def _pallas_triton(q, k, v, mask, *, scale, logit_soft_cap, return_lse, block_co
   if d < 16 or d > 256 or d & (d - 1):
     raise NotImplementedError(f"pallas_triton needs a power-of-two head dim in [16, 256], got {d}")
   config = block_config or FlashBlockConfig.heuristic(q.shape[1], k.shape[1], d)
-  try:
-    kernel = importlib.import_module("kernels_pallas.attention.triton")
-  except ImportError as e:
-    raise NotImplementedError(f"pallas_triton kernel unavailable: {e}") from e
+  kernel = registry.load_kernel("pallas_triton", "kernels_pallas.attention.triton")
   return kernel.flash_attention(
       q, k, v, mask, visible_fn=visible_ts, scale=scale, logit_soft_cap=logit_soft_cap, config=config,
       interpret=interpret,

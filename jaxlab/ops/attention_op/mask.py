@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class AttentionMask:

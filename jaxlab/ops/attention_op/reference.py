@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxlab.ops.attention.mask import NormalizedMask, dense_visible_bhts
+from jaxlab.ops.attention_op.mask import NormalizedMask, dense_visible_bhts
 
 
 def soft_cap(logits: jax.Array, cap: float | None) -> jax.Array:

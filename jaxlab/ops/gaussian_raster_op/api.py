@@ -6,14 +6,14 @@ depth_sum / max(alpha, 1e-10) is formed here, once, so all implementations agree
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import _compat
 from jaxlab.ops import registry
-from jaxlab.ops.gaussian_raster.reference import gaussian_raster_reference, tile_grid
+from jaxlab.ops.gaussian_raster_op.reference import gaussian_raster_reference, tile_grid
+from kernels_pallas.gaussian_raster.config import SUPPORTED_TILE_SIZES, GaussianRasterConfig
 
 # Where nothing was hit alpha is 0 and so is depth_sum: the floor only avoids 0 / 0.
 _MIN_ALPHA_FOR_DEPTH = 1e-10
@@ -40,11 +40,7 @@ def _pallas_triton(
     *, width, height, tile_size, interpret,
 ):
   registry.require_platform("pallas_triton", interpret=interpret)
-  # Imported here so `import jaxlab.ops` stays cheap; an import error is a bug and is raised,
-  # never turned into a silent fallback to XLA.
-  from jaxlab.ops.gaussian_raster.config import SUPPORTED_TILE_SIZES, GaussianRasterConfig
-  from kernels_pallas.gaussian_raster import triton as kernel
-
+  kernel = registry.load_kernel("pallas_triton", "kernels_pallas.gaussian_raster.triton")
   if tile_size not in SUPPORTED_TILE_SIZES:
     raise NotImplementedError(f"pallas_triton supports tile_size in {SUPPORTED_TILE_SIZES}, got {tile_size}")
   return kernel.rasterize(
