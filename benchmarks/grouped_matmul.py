@@ -64,7 +64,7 @@ pallas_triton against xla's autodiff at the small shape. Tolerance: max |error| 
 interpreter there. Exit status 1 if any check, here or at a timed shape, fails (each is printed).
 
 `--cost-table OUT.json` measures instead the per-tile cost table of MxMoE's runtime model
-(`jaxlab.quant.mxmoe.cost`) on the current device and writes it:
+(`jaxlab.mxmoe.cost`) on the current device and writes it:
 
   python benchmarks/grouped_matmul.py --cost-table /tmp/cost_h100.json
 
@@ -100,8 +100,9 @@ import numpy as np
 from benchmarks import common
 from jaxlab import ops
 from jaxlab.ops import registry
+from jaxlab.quant import rtn
+from jaxlab.quant_formats import PACK_BLOCK, dequantize_experts, parse_scheme
 from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig
-from jaxlab.quant import PACK_BLOCK, parse_scheme, rtn
 
 SCHEMES = ("bf16", "w8a16_g-1_asym", "w4a16_g128_asym", "w8a8_g-1_sym", "w4a4_g-1_sym", "mixed")
 # Expert e of the mixed assignment uses MIXED_SCHEMES[e % 4].
@@ -195,11 +196,11 @@ def _op_fn(implementation: str, interpret: bool = False):
                                                       interpret=interpret)
   if implementation == "xla_dequant_ragged_dot_bf16":
     return lambda lhs, ew, sizes: jax.lax.ragged_dot(
-        lhs.astype(jnp.bfloat16), rtn.dequantize_experts(ew, jnp.bfloat16), sizes)
+        lhs.astype(jnp.bfloat16), dequantize_experts(ew, jnp.bfloat16), sizes)
   if implementation == "tokamax":
     tokamax = importlib.import_module("tokamax")
     return lambda lhs, ew, sizes: tokamax.ragged_dot(
-        lhs.astype(jnp.bfloat16), rtn.dequantize_experts(ew, jnp.bfloat16), sizes, implementation="mosaic")
+        lhs.astype(jnp.bfloat16), dequantize_experts(ew, jnp.bfloat16), sizes, implementation="mosaic")
   raise ValueError(f"unknown implementation {implementation!r}; choose from {IMPLEMENTATIONS}")
 
 

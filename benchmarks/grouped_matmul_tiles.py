@@ -42,8 +42,9 @@ import jax.numpy as jnp
 from benchmarks import common
 from benchmarks.grouped_matmul import even_group_sizes, expert_schemes, zipf_group_sizes
 from jaxlab.ops import GroupedMatmulConfig, TileShape, grouped_matmul
-from kernels_pallas.grouped_matmul import schedule as schedule_lib
 from jaxlab.quant import rtn
+from jaxlab.quant_formats import dequantize_experts
+from kernels_pallas.grouped_matmul import schedule as schedule_lib
 
 G, K, N = 64, 2048, 2816
 _SMALL_G, _SMALL_K, _SMALL_N = 8, 256, 256
@@ -122,7 +123,7 @@ def sweep_case(name: str, iters: int, small: bool = False) -> list[dict]:
   rows.append({**base, "config": "schedule only", "status": "ok", **common.time_call(build, sizes, iters=iters),
                **common.time_back_to_back(build, sizes, calls=100, repeats=3)})
 
-  ragged = jax.jit(lambda l, e, s: jax.lax.ragged_dot(l, rtn.dequantize_experts(e, jnp.bfloat16), s))
+  ragged = jax.jit(lambda l, e, s: jax.lax.ragged_dot(l, dequantize_experts(e, jnp.bfloat16), s))
   baseline = {**base, "config": "ragged_dot bf16", "status": "ok",
               **_timed_row(ragged, (lhs, experts, sizes), flops, experts.num_bytes, iters)}
   rows.append(baseline)

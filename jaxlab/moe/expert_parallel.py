@@ -34,7 +34,7 @@ from jaxlab.moe.dispatch import Dispatch, combine, sort_by_expert
 from jaxlab.moe.experts import check_moe_inputs, swiglu_experts
 from jaxlab.moe.router import MoEAux, route_top_k, router_logits, routing_aux
 from jaxlab.ops.registry import ImplementationArg
-from jaxlab.quant import ExpertWeights
+from jaxlab.quant_formats import ExpertWeights
 
 # Mesh axes that split tokens like a batch dimension (the "data"/"fsdp" rule presets).
 _BATCH_MESH_AXES = ("data", "fsdp")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxlab.moe.router import check_router
 from jaxlab.ops import grouped_matmul
 from jaxlab.ops.registry import ImplementationArg
-from jaxlab.quant import ExpertWeights
+from jaxlab.quant_formats import ExpertWeights
 
 
 def _num_experts(w, name: str) -> int:

@@ -5,7 +5,7 @@ Routed experts: softmax top-k router, dropless sort-based dispatch, SwiGLU exper
 form one dense SwiGLU that every token goes through, optionally scaled by a sigmoid gate
 (Qwen2-MoE's `shared_expert_gate`). The shared SwiGLU is stored like one more expert
 ([1, D, 2F] / [1, F, D]) and runs through the same grouped matmul with a single group, so it
-can be quantized (`jaxlab.quant.ExpertWeights`) exactly like the routed experts.
+can be quantized (`jaxlab.quant_formats.ExpertWeights`) exactly like the routed experts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from jaxlab.moe.expert_parallel import ambient_mesh, moe_ffn_expert_parallel
 from jaxlab.moe.experts import check_moe_inputs, swiglu_experts
 from jaxlab.moe.router import MoEAux, route_top_k, router_logits, routing_aux
 from jaxlab.ops.registry import ImplementationArg
-from jaxlab.quant import ExpertWeights
+from jaxlab.quant_formats import ExpertWeights
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import param_with_axes
 
@@ -97,7 +97,7 @@ def moe_ffn(
   Args:
     x_td: [T, D] tokens, in the compute dtype (the expert weights must match it).
     router_de: [D, E] router weights; logits and softmax are float32.
-    gate_up: [E, D, 2F] (gate = first F columns, up = last F) or `jaxlab.quant.ExpertWeights`.
+    gate_up: [E, D, 2F] (gate = first F columns, up = last F) or `jaxlab.quant_formats.ExpertWeights`.
     down: [E, F, D] or `ExpertWeights`.
     top_k, renormalize: see `route_top_k`.
     implementation, interpret: forwarded to `jaxlab.ops.grouped_matmul`.
@@ -127,7 +127,7 @@ class MoEFeedForward(nn.Module):
       the shared experts as one SwiGLU of width Fs = `shared_d_ff`, gate = first Fs columns;
     shared_gate [D, 1] (embed, None) when `shared_expert_gate`.
   Any of gate_up, down, shared_gate_up, shared_down may be given to `apply` as
-  `jaxlab.quant.ExpertWeights` of the same E (1 for shared), K and N; it is used as stored.
+  `jaxlab.quant_formats.ExpertWeights` of the same E (1 for shared), K and N; it is used as stored.
 
   Expert parallelism (`expert_parallel`), decided when the module is called:
     None (default): use `moe_ffn_expert_parallel` over mesh axis "expert" exactly when a mesh

@@ -1,35 +1,37 @@
-"""Quantization: schemes, packed weight formats, RTN and GPTQ weight quantizers, activation quantizers,
-and the randomized Hadamard rotation of the residual stream."""
+"""Quantizers: RTN and GPTQ weight quantization, and randomized Hadamard rotations of weights.
 
-from jaxlab.quant.activations import dequantize_activations, fake_quantize_activations, quantize_activations
-from jaxlab.quant.experts import ExpertWeights, from_dense
+The formats they write (schemes, packed codes, `QuantizedWeight`, `ExpertWeights`, decoding,
+activation codes) live in `jaxlab.quant_formats`; their names are re-exported here.
+"""
+
 from jaxlab.quant.gptq import HessianAccumulator, gptq_quantize, gptq_quantize_experts
 from jaxlab.quant.hadamard import (
     fuse_rms_norm_scale,
     random_hadamard_matrix,
     rotate_embedding,
     rotate_input_side,
-    rotate_moe_lm,
     rotate_output_side,
 )
-from jaxlab.quant.packing import pack_codes, unpack_codes
-from jaxlab.quant.rtn import (
-    average_bits,
-    dequantize_experts,
-    dequantize_weight,
-    quantize_experts,
-    quantize_weight,
-)
-from jaxlab.quant.scheme import (
+from jaxlab.quant.rtn import average_bits, quantize_experts, quantize_weight
+from jaxlab.quant_formats import (
     BF16,
     PACK_BLOCK,
     SUPPORTED_SCHEMES,
+    ExpertWeights,
+    QuantizedWeight,
     QuantScheme,
     activation_bits,
     bits_per_weight,
+    dequantize_activations,
+    dequantize_experts,
+    dequantize_weight,
+    fake_quantize_activations,
+    from_dense,
+    pack_codes,
     parse_scheme,
+    quantize_activations,
+    unpack_codes,
 )
-from jaxlab.quant.weights import QuantizedWeight
 
 __all__ = [
     "BF16",
@@ -58,7 +60,6 @@ __all__ = [
     "random_hadamard_matrix",
     "rotate_embedding",
     "rotate_input_side",
-    "rotate_moe_lm",
     "rotate_output_side",
     "unpack_codes",
 ]

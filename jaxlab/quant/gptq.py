@@ -1,4 +1,4 @@
-"""GPTQ weight quantization (Frantar et al., 2023) into the packed layout of `jaxlab.quant.rtn`.
+"""GPTQ weight quantization (Frantar et al., 2023) into the packed layout of `jaxlab.quant_formats`.
 
 A linear layer y = x @ W with W [K, N] (K inputs, N outputs) is quantized one input row at a
 time; the rounding error of each row is pushed onto the rows not yet quantized, weighted by the
@@ -31,11 +31,11 @@ import numpy as np
 import scipy.linalg
 
 from jaxlab import _compat
-from jaxlab.quant.experts import ExpertWeights
-from jaxlab.quant.packing import pack_codes
 from jaxlab.quant.rtn import _schemes_per_expert
-from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme, parse_scheme
-from jaxlab.quant.weights import QuantizedWeight
+from jaxlab.quant_formats.experts import ExpertWeights
+from jaxlab.quant_formats.packing import pack_codes
+from jaxlab.quant_formats.scheme import PACK_BLOCK, QuantScheme, parse_scheme
+from jaxlab.quant_formats.weights import QuantizedWeight
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -195,7 +195,7 @@ def gptq_quantize(
     scale_dtype: dtype of scales and zeros.
 
   Returns:
-    A `QuantizedWeight` that `rtn.dequantize_weight` reads.
+    A `QuantizedWeight` that `jaxlab.quant_formats.dequantize_weight` reads.
 
   Raises:
     TypeError: non-float or traced weights, bad scale_dtype.

@@ -1,4 +1,4 @@
-"""Round-to-nearest (min-max) weight quantization and its exact inverse, per matrix and per expert.
+"""Round-to-nearest (min-max) weight quantization, per matrix and per expert.
 
 Per group of K rows (128 rows, or the whole column for per-channel schemes):
   asymmetric: s = (max - min) / (2^b - 1), z = min, q = clip(round((w - z) / s), 0, 2^b - 1),
@@ -7,7 +7,9 @@ Per group of K rows (128 rows, or the whole column for per-channel schemes):
     w ~ qs * s, stored as q = qs + 2^(b-1) below 8 bits and as int8 qs at 8 bits.
 Scales and zeros are rounded to `scale_dtype` before the codes are computed, so dequantizing
 uses exactly the stored values. A group whose scale would be 0 (all equal, asymmetric; all
-zero, symmetric) gets s = 1, so nothing divides by 0 and it dequantizes to its (stored) constant. Codes are packed as `jaxlab.quant.packing` documents.
+zero, symmetric) gets s = 1, so nothing divides by 0 and it dequantizes to its (stored)
+constant. Codes are packed as `jaxlab.quant_formats.packing` documents; the exact inverse is
+`jaxlab.quant_formats.decode`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.quant.experts import ExpertWeights
-from jaxlab.quant.packing import pack_codes, unpack_codes
-from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme, bits_per_weight, parse_scheme
-from jaxlab.quant.weights import QuantizedWeight
+from jaxlab.quant_formats.decode import rows_by_group
+from jaxlab.quant_formats.experts import ExpertWeights
+from jaxlab.quant_formats.packing import pack_codes
+from jaxlab.quant_formats.scheme import PACK_BLOCK, QuantScheme, bits_per_weight, parse_scheme
+from jaxlab.quant_formats.weights import QuantizedWeight
 
 
 def _check_weight(w_kn, what: str) -> None:
@@ -30,13 +33,6 @@ def _check_weight(w_kn, what: str) -> None:
     raise TypeError(f"{what} needs an array, got {type(w_kn).__name__}")
   if not jnp.issubdtype(w_kn.dtype, jnp.floating):
     raise TypeError(f"{what} needs float weights, got dtype {w_kn.dtype}")
-
-
-def _grouped(x_kn: jax.Array, group_size: int) -> jax.Array:
-  """[..., G, K/G, N] view of the rows: G = K/128 for 128-groups, 1 per channel."""
-  *lead, k, n = x_kn.shape
-  groups = 1 if group_size == -1 else k // PACK_BLOCK
-  return x_kn.reshape(*lead, groups, k // groups, n)
 
 
 def quantize_weight(
@@ -64,7 +60,7 @@ def quantize_weight(
     raise ValueError(f"scheme {scheme.name} needs K divisible by {PACK_BLOCK}, got K={k}")
 
   bits = scheme.w_bits
-  w_gcn = _grouped(w_kn.astype(jnp.float32), scheme.group_size)
+  w_gcn = rows_by_group(w_kn.astype(jnp.float32), scheme.group_size)
   if scheme.symmetric:
     q_max = 2 ** (bits - 1) - 1
     amax_gn = jnp.max(jnp.abs(w_gcn), axis=-2)
@@ -89,28 +85,6 @@ def quantize_weight(
   return QuantizedWeight(
       packed=packed, scale=scale_gn, zero=zero_gn, scheme=scheme, in_features=k, out_features=n
   )
-
-
-def dequantize_weight(qw: QuantizedWeight, dtype=jnp.float32) -> jax.Array:
-  """[..., K, N] weights from `qw`: codes unpacked, w = q * s + z (or qs * s) in float32, then cast."""
-  if not isinstance(qw, QuantizedWeight):
-    raise TypeError(f"dequantize_weight needs a QuantizedWeight, got {type(qw).__name__}")
-  scheme = qw.scheme
-  if not scheme.quantizes_weights:
-    return qw.packed.astype(dtype)
-  bits = scheme.w_bits
-  codes_kn = unpack_codes(qw.packed, bits, qw.in_features)
-  if scheme.symmetric:
-    # 8-bit codes are int8 qs already; narrower ones are offset binary.
-    offset = 0 if bits == 8 else 2 ** (bits - 1)
-    q_kn = codes_kn.astype(jnp.float32) - offset
-  else:
-    q_kn = codes_kn.astype(jnp.float32)
-  q_gcn = _grouped(q_kn, scheme.group_size)
-  w_gcn = q_gcn * qw.scale.astype(jnp.float32)[..., None, :]
-  if qw.zero is not None:
-    w_gcn = w_gcn + qw.zero.astype(jnp.float32)[..., None, :]
-  return w_gcn.reshape(q_kn.shape).astype(dtype)
 
 
 def _schemes_per_expert(schemes, num_experts: int) -> tuple[QuantScheme, ...]:
@@ -164,23 +138,6 @@ def _quantize_experts(w_ekn: jax.Array, per_expert: tuple[QuantScheme, ...], sca
     w_skn = w_ekn if len(experts) == num_experts else w_ekn[np.asarray(experts)]
     stacks.append(quantize_weight(w_skn, scheme, scale_dtype=scale_dtype))
   return ExpertWeights(tuple(stacks), expert_scheme, expert_slot)
-
-
-def dequantize_experts(ew: ExpertWeights, dtype=jnp.float32) -> jax.Array:
-  """[E, K, N] weights of every expert, in expert order."""
-  if not isinstance(ew, ExpertWeights):
-    raise TypeError(f"dequantize_experts needs ExpertWeights, got {type(ew).__name__}")
-  return _dequantize_experts(ew, jnp.dtype(dtype))
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _dequantize_experts(ew: ExpertWeights, dtype) -> jax.Array:
-  stacks_skn = [dequantize_weight(stack, dtype) for stack in ew.stacks]
-  if len(stacks_skn) == 1 and ew.expert_slot == tuple(range(ew.num_experts)):
-    return stacks_skn[0]
-  starts = np.cumsum([0] + [s.shape[0] for s in stacks_skn])
-  order = np.asarray([starts[s] + slot for s, slot in zip(ew.expert_scheme, ew.expert_slot)])
-  return jnp.concatenate(stacks_skn, axis=0)[order]
 
 
 def average_bits(ew: ExpertWeights) -> float:

@@ -2,7 +2,7 @@
 
 Every scheme in a launch gets its own tile shape: the schedule maps each program to one
 (expert, row tile, column tile) with its expert's shape. Quantized schemes walk K in blocks
-of 128 rows (the packing block of `jaxlab.quant`), so their `block_k` is 128.
+of 128 rows (the packing block of `jaxlab.quant_formats`), so their `block_k` is 128.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme, parse_scheme
+from jaxlab.quant_formats.scheme import PACK_BLOCK, QuantScheme, parse_scheme
 
 
 def _is_power_of_two(x: int) -> bool:

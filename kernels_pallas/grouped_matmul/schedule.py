@@ -8,7 +8,9 @@ program locates its own tile: no XLA kernels before the launch) and in XLA (`bui
 for tests and the XLA side of the backward pass).
 
 Groups are cut at row M: group g owns rows [min(S_g, M), min(S_g + size_g, M)) with S_g the
-sum of the sizes before it, so sizes summing past M lose their last rows (the op's convention).
+sum of the sizes before it, so sizes summing past M lose their last rows (the op's convention;
+`cut_at_rows`). `group_ids_of_rows` gives each row its group, for the XLA work around a launch
+and for the op's reference.
 
 Experts run in the order of their weight stack (scheme), then of their index: in a launch of
 several schemes, the programs in flight together mostly run one scheme's code path.
@@ -215,6 +217,12 @@ def cut_at_rows(group_sizes_g: jax.Array, num_rows: int) -> jax.Array:
   """Group sizes with negative sizes read as 0 and the groups cut at row `num_rows`."""
   ends_g = jnp.minimum(jnp.cumsum(jnp.maximum(group_sizes_g.astype(jnp.int32), 0)), num_rows)
   return jnp.diff(ends_g, prepend=0).astype(jnp.int32)
+
+
+def group_ids_of_rows(group_sizes_g: jax.Array, num_rows: int) -> jax.Array:
+  """[M] int32: the group owning each row; rows past sum(group_sizes) get G (no group)."""
+  ends_g = jnp.cumsum(group_sizes_g.astype(jnp.int32))
+  return jnp.searchsorted(ends_g, jnp.arange(num_rows, dtype=jnp.int32), side="right").astype(jnp.int32)
 
 
 def schedule_numpy(group_sizes, group_offset: int, num_rows: int, out_features: int, tiling: ExpertTiling):

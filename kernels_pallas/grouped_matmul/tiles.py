@@ -15,7 +15,7 @@ scale by the row's activation scale and the column's weight scale. 4-bit operand
 unpacked to int8 first: the tensor cores of Hopper have no int4 instructions, so w4a4 saves
 memory and bandwidth but computes at the int8 rate.
 
-Packed layout (`jaxlab.quant.packing`): in every 128-row block of K, 4-bit codes sit two per
+Packed layout (`jaxlab.quant_formats.packing`): in every 128-row block of K, 4-bit codes sit two per
 byte (rows r and r + 64), 2-bit codes four per byte (rows r + 32j), 1-bit codes eight per
 byte (rows r + 16j), and 3-bit codes as a 2-bit plane plus a 1-bit plane. So each byte plane unpacks to whole slices
 of K rows and meets a contiguous slice of lhs columns: no interleaving on chip.
@@ -32,7 +32,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from jaxlab import _compat
-from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme
+from jaxlab.quant_formats.scheme import PACK_BLOCK, QuantScheme
 
 plgpu = _compat.pallas_triton()
 

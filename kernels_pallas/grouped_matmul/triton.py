@@ -23,10 +23,9 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from jaxlab import _compat
-from jaxlab.ops.grouped_matmul_op.reference import group_ids_of_rows
-from jaxlab.quant import activations as act_quant
-from jaxlab.quant.experts import ExpertWeights, from_dense
-from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme
+from jaxlab.quant_formats import activations as act_quant
+from jaxlab.quant_formats.experts import ExpertWeights, from_dense
+from jaxlab.quant_formats.scheme import PACK_BLOCK, QuantScheme
 from kernels_pallas.grouped_matmul import schedule as schedule_lib
 from kernels_pallas.grouped_matmul import tiles
 from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig, TileShape
@@ -112,7 +111,8 @@ def _quantize_activation_rows(lhs_mk, group_sizes_g, group_offset, experts: Expe
   repeated across the K/128 columns so every scheme reads scales the same way.
   """
   num_rows, k = lhs_mk.shape
-  local_m = group_ids_of_rows(schedule_lib.cut_at_rows(group_sizes_g, num_rows), num_rows) - group_offset
+  sizes_g = schedule_lib.cut_at_rows(group_sizes_g, num_rows)
+  local_m = schedule_lib.group_ids_of_rows(sizes_g, num_rows) - group_offset
   stack_of_expert = jnp.asarray(experts.expert_scheme + (-1,), jnp.int32)
   in_range = (local_m >= 0) & (local_m < experts.num_experts)
   stack_m = jnp.where(in_range, stack_of_expert[jnp.clip(local_m, 0, experts.num_experts)], -1)

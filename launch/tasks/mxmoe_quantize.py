@@ -27,13 +27,13 @@ from jaxlab import files
 from jaxlab.data.text import TokenWindows, load_tokenizer, prepare_shakespeare
 from jaxlab.eval import distinct_n, greedy_generate, prefix_agreement, sliding_window_perplexity
 from jaxlab.moe.models import MoEDecoderLM, load_pretrained
-from jaxlab.quant.hadamard import rotate_moe_lm
-from jaxlab.quant.mxmoe import assignment as assignment_lib
-from jaxlab.quant.mxmoe.assignment import save_assignment
-from jaxlab.quant.mxmoe import pipeline
-from jaxlab.quant.mxmoe.checkpoint import save_quantized
-from jaxlab.quant.mxmoe.cost import block_times, load_cost_model
-from jaxlab.quant.scheme import parse_scheme
+from jaxlab.mxmoe import assignment as assignment_lib
+from jaxlab.mxmoe import pipeline
+from jaxlab.mxmoe.assignment import save_assignment
+from jaxlab.mxmoe.checkpoint import save_quantized
+from jaxlab.mxmoe.cost import block_times, load_cost_model
+from jaxlab.mxmoe.rotation import rotate_moe_lm
+from jaxlab.quant_formats.scheme import parse_scheme
 from jaxlab.train import LoopResult
 from launch.config_loader import ConfigError
 from launch.tasks.common import record_config

@@ -12,7 +12,7 @@ import pytest
 
 from jaxlab import _compat
 from jaxlab.moe import MoEFeedForward, moe_ffn, moe_ffn_expert_parallel
-from jaxlab.quant import ExpertWeights
+from jaxlab.quant_formats import ExpertWeights
 from jaxlab.sharding import make_mesh
 from tests.moe import naive
 

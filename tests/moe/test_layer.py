@@ -134,6 +134,7 @@ def test_pure_moe_ffn_matches_loop():
 def test_quantized_experts_run_through_moe_ffn():
   """Mixed-precision experts: the layer equals the per-token loop over their dequantized weights."""
   from jaxlab.quant import rtn
+  from jaxlab.quant_formats import dequantize_experts
 
   rng = np.random.default_rng(8)
   d, f, e = 128, 128, 4
@@ -146,7 +147,7 @@ def test_quantized_experts_run_through_moe_ffn():
       x_td, router, gate_up, down
   )
   want, _, _ = naive.moe_loop_np(
-      x_td, router, np.asarray(rtn.dequantize_experts(gate_up)), np.asarray(rtn.dequantize_experts(down)), 2, True
+      x_td, router, np.asarray(dequantize_experts(gate_up)), np.asarray(dequantize_experts(down)), 2, True
   )
   np.testing.assert_allclose(y_td, want, rtol=1e-4, atol=1e-4)
   assert int(aux.tokens_per_expert.sum()) == 12 * 2
@@ -155,6 +156,7 @@ def test_quantized_experts_run_through_moe_ffn():
 def test_layer_runs_quantized_expert_weights_given_as_params():
   """ExpertWeights in the params (routed and shared) are used as stored: same as their dequantized floats."""
   from jaxlab.quant import rtn
+  from jaxlab.quant_formats import dequantize_experts
 
   d, f, fs, e = 128, 128, 128, 4
   layer = MoEFeedForward(e, 2, f, renormalize=False, num_shared_experts=1, shared_d_ff=fs, shared_expert_gate=True,
@@ -167,7 +169,7 @@ def test_layer_runs_quantized_expert_weights_given_as_params():
   quantized["shared_gate_up"] = rtn.quantize_experts(params["shared_gate_up"], "w4a16_g128_sym")
   quantized["shared_down"] = rtn.quantize_experts(params["shared_down"], "w8a16_g-1_asym")
   expert_names = ("gate_up", "down", "shared_gate_up", "shared_down")
-  dequantized = {k: (rtn.dequantize_experts(v) if k in expert_names else v) for k, v in quantized.items()}
+  dequantized = {k: (dequantize_experts(v) if k in expert_names else v) for k, v in quantized.items()}
   y_q, _ = jax.jit(layer.apply)({"params": quantized}, x)
   y_deq, _ = jax.jit(layer.apply)({"params": dequantized}, x)
   np.testing.assert_allclose(y_q, y_deq, rtol=1e-5, atol=1e-5)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jaxlab.ops import GroupedMatmulConfig, TileShape, grouped_matmul
-from jaxlab.quant import SUPPORTED_SCHEMES, rtn
-from jaxlab.quant.experts import ExpertWeights
+from jaxlab.quant import rtn
+from jaxlab.quant_formats import SUPPORTED_SCHEMES, ExpertWeights, dequantize_experts
 
 # Small tiles keep the interpreter fast and put several tiles, and ragged edges, in each group.
 SMALL = GroupedMatmulConfig(default_tile=TileShape(16, 32, 32), weight_grad_tile=TileShape(16, 32, 32))
@@ -161,13 +161,13 @@ def test_weight_only_tile_options_match_reference(dtype, bitcast_unpack, weights
 
 def test_weight_only_reference_is_the_dequantized_product():
   lhs, experts, sizes = _quantized_problem(11, ["w4a16_g128_asym", "w2a16_g128_asym", "w3a16_g-1_sym", "bf16"])
-  dense = rtn.dequantize_experts(experts)
+  dense = dequantize_experts(experts)
   np.testing.assert_allclose(_xla(lhs, experts, sizes), _numpy_grouped(lhs, dense, sizes), rtol=1e-5, atol=1e-5)
 
 
 def test_weight_activation_reference_quantizes_rows_per_token():
   lhs, experts, sizes = _quantized_problem(12, ["w8a8_g-1_sym"] * 3)
-  dense = np.asarray(rtn.dequantize_experts(experts), np.float64)
+  dense = np.asarray(dequantize_experts(experts), np.float64)
   x = np.asarray(lhs, np.float64)
   scale = np.max(np.abs(x), axis=1, keepdims=True) / 127
   x_fake = np.clip(np.round(x / scale), -127, 127) * scale
@@ -179,11 +179,11 @@ def test_mixed_assignment_matches_reference_with_offset():
   lhs, experts, sizes = _quantized_problem(13, schemes, num_rows=64)
   lhs_bf16 = lhs.astype(jnp.bfloat16)
   # bf16 experts need bf16 lhs; rebuild with bf16 lhs and the bf16 experts cast to match.
-  experts = rtn.quantize_experts(rtn.dequantize_experts(experts).astype(jnp.bfloat16), schemes)
+  experts = rtn.quantize_experts(dequantize_experts(experts).astype(jnp.bfloat16), schemes)
   want = _xla(lhs_bf16, experts, sizes, preferred_element_type=jnp.float32)
   got = _kernel(lhs_bf16, experts, sizes, preferred_element_type=jnp.float32)
   np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * float(np.max(np.abs(want))))
-  local = rtn.quantize_experts(rtn.dequantize_experts(experts)[2:5].astype(jnp.bfloat16), schemes[2:5])
+  local = rtn.quantize_experts(dequantize_experts(experts)[2:5].astype(jnp.bfloat16), schemes[2:5])
   want = _xla(lhs_bf16, local, sizes, group_offset=2, preferred_element_type=jnp.float32)
   got = _kernel(lhs_bf16, local, sizes, group_offset=2, preferred_element_type=jnp.float32)
   np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-2 * float(np.max(np.abs(want))))

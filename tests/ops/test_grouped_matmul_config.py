@@ -1,9 +1,10 @@
 """The grouped-matmul tile heuristic: the shapes measured fastest per kind of launch, valid tiles."""
 
+import jax.numpy as jnp
 import pytest
 
+from jaxlab.quant_formats import PACK_BLOCK
 from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig, TileShape
-from jaxlab.quant import PACK_BLOCK
 
 G = 64
 DECODE_ROWS, PREFILL_ROWS = 384, 49152
@@ -49,3 +50,20 @@ def test_quantized_tiles_always_walk_k_in_packing_blocks():
 def test_group_m_must_be_positive():
   with pytest.raises(ValueError, match="group_m"):
     GroupedMatmulConfig(group_m=0)
+
+
+def test_op_and_kernel_agree_on_the_row_and_group_convention():
+  """The op and the kernel's schedule each hold `cut_at_rows` / `group_ids_of_rows`: one answer."""
+  import numpy as np
+
+  from jaxlab.ops.grouped_matmul_op import groups
+  from kernels_pallas.grouped_matmul import schedule
+
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    sizes_g = jnp.asarray(rng.integers(-3, 9, size=rng.integers(1, 7)), jnp.int32)
+    num_rows = int(rng.integers(0, 30))
+    np.testing.assert_array_equal(groups.cut_at_rows(sizes_g, num_rows), schedule.cut_at_rows(sizes_g, num_rows))
+    cut_g = groups.cut_at_rows(sizes_g, num_rows)
+    np.testing.assert_array_equal(groups.group_ids_of_rows(cut_g, num_rows),
+                                  schedule.group_ids_of_rows(cut_g, num_rows))

@@ -1,7 +1,7 @@
 """Plain NumPy restatements of the quantization spec, written element by element.
 
 They follow the spec's formulas directly (one code, one packed row index, one bit position at
-a time) so that the vectorized jnp code in `jaxlab.quant` is checked against something
+a time) so that the vectorized jnp code in `jaxlab.quant` and `jaxlab.quant_formats` is checked against something
 written independently of it.
 """
 

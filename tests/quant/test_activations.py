@@ -1,11 +1,11 @@
-"""Tests for `jaxlab.quant.activations`: dynamic symmetric quantization per token or per 128 columns."""
+"""Tests for `jaxlab.quant_formats.activations`: dynamic symmetric quantization per token or per 128 columns."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.quant import activations
+from jaxlab.quant_formats import activations
 
 
 def _numpy_quantize(x_mk, bits, group_size):

@@ -1,4 +1,5 @@
-"""Tests for `jaxlab.quant.experts` and the expert functions of `jaxlab.quant.rtn`.
+"""Tests for `jaxlab.quant_formats.experts` and the expert functions of `jaxlab.quant.rtn` and
+`jaxlab.quant_formats.decode`.
 
 Also covers `QuantizedWeight` as a pytree, since `ExpertWeights` is made of them.
 """
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 
 import jaxlab.quant as quant
+import jaxlab.quant_formats as quant_formats
 from jaxlab.quant import rtn
-from jaxlab.quant.experts import ExpertWeights, from_dense
-from jaxlab.quant.scheme import BF16, bits_per_weight, parse_scheme
-from jaxlab.quant.weights import QuantizedWeight
+from jaxlab.quant_formats import decode
+from jaxlab.quant_formats.experts import ExpertWeights, from_dense
+from jaxlab.quant_formats.scheme import BF16, bits_per_weight, parse_scheme
+from jaxlab.quant_formats.weights import QuantizedWeight
 from tests.quant import numpy_reference
 
 E, K, N = 5, 256, 8
@@ -47,19 +50,19 @@ def test_mixed_schemes_layout_and_round_trip():
   assert ew.stacks[1].packed.dtype == jnp.float32  # bf16 experts keep the input dtype.
   assert ew.stacks[2].packed.dtype == jnp.int8 and ew.stacks[2].scale.shape == (1, 1, N)
 
-  deq = np.asarray(rtn.dequantize_experts(ew))
+  deq = np.asarray(decode.dequantize_experts(ew))
   assert deq.shape == (E, K, N) and deq.dtype == np.float32
   for e, name in enumerate(MIXED):
     np.testing.assert_allclose(deq[e], _expected_expert(w[e], name), rtol=1e-6, atol=1e-7)
   np.testing.assert_array_equal(deq[1], w[1])
-  assert rtn.dequantize_experts(ew, jnp.bfloat16).dtype == jnp.bfloat16
+  assert decode.dequantize_experts(ew, jnp.bfloat16).dtype == jnp.bfloat16
 
 
 def test_one_scheme_for_all():
   w = _weights(seed=1)
   ew = rtn.quantize_experts(jnp.asarray(w), "w3a16_g128_asym")
   assert len(ew.stacks) == 1 and ew.expert_slot == tuple(range(E))
-  deq = np.asarray(rtn.dequantize_experts(ew))
+  deq = np.asarray(decode.dequantize_experts(ew))
   for e in range(E):
     np.testing.assert_allclose(deq[e], _expected_expert(w[e], "w3a16_g128_asym"), rtol=1e-6, atol=1e-7)
   assert rtn.average_bits(ew) == 3.25
@@ -80,8 +83,8 @@ def test_jit_round_trip_and_pytree():
   for a, b in zip(jax.tree.leaves(ew), jax.tree.leaves(eager)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # ExpertWeights goes through jit as an argument, with its static assignment intact.
-  deq = jax.jit(rtn.dequantize_experts)(ew)
-  np.testing.assert_array_equal(np.asarray(deq), np.asarray(rtn.dequantize_experts(eager)))
+  deq = jax.jit(decode.dequantize_experts)(ew)
+  np.testing.assert_array_equal(np.asarray(deq), np.asarray(decode.dequantize_experts(eager)))
   # Leaves are the arrays only; the scheme assignment is static aux data.
   assert len(jax.tree.leaves(ew)) == 3 + 1 + 2 + 2  # asym: codes, scale, zero; bf16: w; sym: codes, scale.
   moved = jax.device_put(ew, jax.devices()[1])
@@ -109,7 +112,7 @@ def test_from_dense():
   ew = from_dense(w)
   assert ew.schemes == (BF16,) and ew.stacks[0].packed.dtype == jnp.bfloat16
   assert ew.expert_slot == tuple(range(E)) and rtn.average_bits(ew) == 16.0
-  np.testing.assert_array_equal(np.asarray(rtn.dequantize_experts(ew)), np.asarray(w, np.float32))
+  np.testing.assert_array_equal(np.asarray(decode.dequantize_experts(ew)), np.asarray(w, np.float32))
   assert ew.num_bytes == E * K * N * 2
   # The same as quantizing with the bf16 scheme.
   assert jax.tree.structure(ew) == jax.tree.structure(rtn.quantize_experts(w, "bf16"))
@@ -118,7 +121,7 @@ def test_from_dense():
 def test_dequantize_experts_order_is_not_stack_order():
   w = _weights(seed=6)
   schemes = ["w8a16_g128_asym", "w2a16_g-1_asym", "w8a16_g128_asym", "w2a16_g-1_asym", "w8a16_g128_asym"]
-  deq = np.asarray(rtn.dequantize_experts(rtn.quantize_experts(jnp.asarray(w), schemes)))
+  deq = np.asarray(decode.dequantize_experts(rtn.quantize_experts(jnp.asarray(w), schemes)))
   # 8-bit experts are close to w, 2-bit ones far: a mixed-up order would show.
   err = np.abs(deq - w).max(axis=(1, 2))
   assert np.all(err[[0, 2, 4]] < 0.05) and np.all(err[[1, 3]] > 0.2)
@@ -137,7 +140,7 @@ def test_errors():
   with pytest.raises(TypeError, match="sequence"):
     rtn.quantize_experts(w, 4)
   with pytest.raises(TypeError, match="ExpertWeights"):
-    rtn.dequantize_experts(w)
+    decode.dequantize_experts(w)
   stack = rtn.quantize_weight(w[:2], "bf16")
   other = rtn.quantize_weight(jnp.zeros((1, K, 4)), "bf16")
   with pytest.raises(ValueError, match="one \\[K, N\\]"):
@@ -153,4 +156,7 @@ def test_errors():
 def test_public_exports():
   for name in quant.__all__:
     assert hasattr(quant, name), name
-  assert quant.dequantize_experts is rtn.dequantize_experts
+  for name in quant_formats.__all__:
+    assert hasattr(quant_formats, name), name
+  assert quant.dequantize_experts is decode.dequantize_experts
+  assert quant.ExpertWeights is quant_formats.ExpertWeights

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from jaxlab.quant import gptq, rtn
-from jaxlab.quant.packing import unpack_codes
-from jaxlab.quant.scheme import parse_scheme
+from jaxlab.quant_formats import decode
+from jaxlab.quant_formats.packing import unpack_codes
+from jaxlab.quant_formats.scheme import parse_scheme
 from tests.quant import numpy_reference
 
 K, N = 256, 48
@@ -130,8 +131,8 @@ def test_lowers_output_error_below_rtn(name, act_order):
   w = _weights(seed=3)
   h = _hessian(_inputs(2048, seed=4))
   x_test = _inputs(2048, seed=5).astype(np.float64)
-  w_rtn = np.asarray(rtn.dequantize_weight(rtn.quantize_weight(jnp.asarray(w), name)), np.float64)
-  w_gptq = np.asarray(rtn.dequantize_weight(gptq.gptq_quantize(w, h, name, act_order=act_order)), np.float64)
+  w_rtn = np.asarray(decode.dequantize_weight(rtn.quantize_weight(jnp.asarray(w), name)), np.float64)
+  w_gptq = np.asarray(decode.dequantize_weight(gptq.gptq_quantize(w, h, name, act_order=act_order)), np.float64)
   err_rtn = np.linalg.norm(x_test @ (w - w_rtn))
   err_gptq = np.linalg.norm(x_test @ (w - w_gptq))
   assert err_gptq < 0.6 * err_rtn, (err_gptq / err_rtn)
@@ -162,7 +163,7 @@ def test_layout_matches_rtn(name):
   # ... which are RTN's (to one float16 step where XLA's vectorized float32 division, not
   # always correctly rounded, lands a scale on the other side of a float16 rounding tie).
   np.testing.assert_allclose(np.asarray(qw.scale, np.float32), np.asarray(ref.scale, np.float32), rtol=2**-10)
-  deq = np.asarray(rtn.dequantize_weight(qw))
+  deq = np.asarray(decode.dequantize_weight(qw))
   assert deq.shape == (K, N) and np.all(np.isfinite(deq))
 
 
@@ -192,7 +193,7 @@ def test_dead_inputs_zero_their_rows():
   w = _weights(seed=11)
   w[dead] *= 50.0  # Large weights on dead inputs must not widen their groups' scales.
   qw = gptq.gptq_quantize(w, _hessian(x), "w4a16_g-1_sym")
-  deq = np.asarray(rtn.dequantize_weight(qw))
+  deq = np.asarray(decode.dequantize_weight(qw))
   np.testing.assert_array_equal(deq[dead], 0.0)
   w_zeroed = w.copy()
   w_zeroed[dead] = 0.0
@@ -251,12 +252,12 @@ def test_experts_mixed_schemes():
     single = gptq.gptq_quantize(w[expert], accumulators[expert].hessian, schemes[expert])
     stack = ew.stacks[ew.expert_scheme[expert]]
     np.testing.assert_array_equal(np.asarray(stack.packed[ew.expert_slot[expert]]), np.asarray(single.packed))
-  deq = np.asarray(rtn.dequantize_experts(ew))
+  deq = np.asarray(decode.dequantize_experts(ew))
   np.testing.assert_array_equal(deq[1], w[1])
   # An [E, K, K] array works too, and gives the same result.
   stacked = np.stack([acc.hessian for acc in accumulators])
   again = gptq.gptq_quantize_experts(w, stacked, schemes)
-  np.testing.assert_array_equal(np.asarray(rtn.dequantize_experts(again)), deq)
+  np.testing.assert_array_equal(np.asarray(decode.dequantize_experts(again)), deq)
 
 
 def test_errors():

@@ -1,11 +1,11 @@
-"""Tests for `jaxlab.quant.packing`: the bit layout the grouped-matmul kernel reads."""
+"""Tests for `jaxlab.quant_formats.packing`: the bit layout the grouped-matmul kernel reads."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.quant import packing
+from jaxlab.quant_formats import packing
 from tests.quant import numpy_reference
 
 

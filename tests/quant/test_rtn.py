@@ -1,4 +1,5 @@
-"""Tests for `jaxlab.quant.rtn`: RTN quantization of one matrix against a NumPy restatement of the spec."""
+"""Tests for `jaxlab.quant.rtn` and `jaxlab.quant_formats.decode`: RTN quantization of one matrix and its
+inverse against a NumPy restatement of the spec."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from jaxlab.quant import rtn
-from jaxlab.quant.scheme import SUPPORTED_SCHEMES, parse_scheme
+from jaxlab.quant_formats import decode
+from jaxlab.quant_formats.scheme import SUPPORTED_SCHEMES, parse_scheme
 from tests.quant import numpy_reference
 
 QUANTIZED = [name for name in SUPPORTED_SCHEMES if parse_scheme(name).w_bits < 16]
@@ -52,7 +54,7 @@ def test_matches_numpy_spec_and_error_bound(name):
   assert stored_ref.max() <= (127 if bits == 8 and scheme.symmetric else 2**bits - 1)
 
   # Dequantization: exactly q * s (+ z) with the stored values.
-  deq = np.asarray(rtn.dequantize_weight(qw))
+  deq = np.asarray(decode.dequantize_weight(qw))
   assert deq.dtype == np.float32
   np.testing.assert_allclose(deq, numpy_reference.dequantize(q_ref, scale_ref, zero_ref), rtol=1e-6, atol=1e-7)
 
@@ -72,7 +74,7 @@ def test_float32_scales_give_a_tight_half_step_bound(name):
   assert qw.scale.dtype == jnp.float32
   groups = qw.scale.shape[0]
   scale_kn = np.repeat(np.asarray(qw.scale, np.float64), K // groups, axis=0)
-  err = np.abs(w - np.asarray(rtn.dequantize_weight(qw), np.float64))
+  err = np.abs(w - np.asarray(decode.dequantize_weight(qw), np.float64))
   assert np.all(err <= scale_kn / 2 * (1 + 1e-5) + 1e-7)
   # The half step is reached (nearly): the scale is not larger than it needs to be.
   assert err.max() > 0.3 * scale_kn.max()
@@ -86,7 +88,7 @@ def test_error_decreases_with_bits(group_size, symmetric):
   errors = []
   for bits in (2, 3, 4, 8):
     qw = rtn.quantize_weight(jnp.asarray(w), f"w{bits}a16_{suffix}")
-    errors.append(float(np.abs(w - np.asarray(rtn.dequantize_weight(qw))).max()))
+    errors.append(float(np.abs(w - np.asarray(decode.dequantize_weight(qw))).max()))
   assert errors == sorted(errors, reverse=True) and len(set(errors)) == 4, errors
 
 
@@ -95,7 +97,7 @@ def test_group_128_beats_per_channel():
   w[:128] *= 10.0  # One block much wider than the other: per-channel scales waste codes on it.
   err = {}
   for name in ("w4a16_g128_asym", "w4a16_g-1_asym"):
-    deq = np.asarray(rtn.dequantize_weight(rtn.quantize_weight(jnp.asarray(w), name)))
+    deq = np.asarray(decode.dequantize_weight(rtn.quantize_weight(jnp.asarray(w), name)))
     err[name] = np.abs(w[128:] - deq[128:])
   assert err["w4a16_g128_asym"].max() < err["w4a16_g-1_asym"].max() / 4
 
@@ -115,7 +117,7 @@ def test_constant_and_zero_groups_are_exact(name):
   w[:, 1] = -3.0  # A constant column.
   w[:, 2] = 0.0  # An all-zero column.
   qw = rtn.quantize_weight(jnp.asarray(w), name)
-  deq = np.asarray(rtn.dequantize_weight(qw))
+  deq = np.asarray(decode.dequantize_weight(qw))
   assert np.all(np.isfinite(deq)) and np.all(np.isfinite(np.asarray(qw.scale)))
   np.testing.assert_array_equal(deq[:, 2], 0.0)
   if not scheme.symmetric:
@@ -130,9 +132,9 @@ def test_low_precision_input_and_output_dtype(dtype):
   w = jnp.asarray(w32, dtype)
   qw = rtn.quantize_weight(w, "w8a16_g128_asym")
   ref = numpy_reference.dequantize(*numpy_reference.quantize(np.asarray(w, np.float32), 8, 128, False))
-  deq = rtn.dequantize_weight(qw, dtype=dtype)
+  deq = decode.dequantize_weight(qw, dtype=dtype)
   assert deq.dtype == dtype
-  np.testing.assert_allclose(np.asarray(rtn.dequantize_weight(qw)), ref, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(decode.dequantize_weight(qw)), ref, rtol=1e-6, atol=1e-7)
 
 
 def test_bf16_scheme_keeps_weights_as_given():
@@ -141,7 +143,7 @@ def test_bf16_scheme_keeps_weights_as_given():
     qw = rtn.quantize_weight(w, name)
     assert qw.packed is w and qw.scale is None and qw.zero is None
     assert qw.scheme.name == "bf16"
-  np.testing.assert_array_equal(np.asarray(rtn.dequantize_weight(qw)), np.asarray(w, np.float32))
+  np.testing.assert_array_equal(np.asarray(decode.dequantize_weight(qw)), np.asarray(w, np.float32))
   # bf16 needs no 128-row blocks.
   assert rtn.quantize_weight(jnp.zeros((5, 3)), "bf16").in_features == 5
 
@@ -151,7 +153,7 @@ def test_leading_axes_match_per_matrix_quantization():
   # Jitted: a new shape would otherwise compile every op on its own.
   qw = jax.jit(rtn.quantize_weight, static_argnums=1)(jnp.asarray(w), "w3a16_g128_asym")
   assert qw.packed.shape == (2, 3 * K // 8, N) and qw.scale.shape == (2, 2, N) and qw.leading_shape == (2,)
-  deq = np.asarray(jax.jit(rtn.dequantize_weight)(qw))
+  deq = np.asarray(jax.jit(decode.dequantize_weight)(qw))
   for e in range(2):
     q_ref, scale_ref, zero_ref = numpy_reference.quantize(w[e], 3, 128, False)
     np.testing.assert_array_equal(np.asarray(qw.packed[e]), numpy_reference.pack_codes(q_ref, 3))
@@ -166,8 +168,8 @@ def test_jit_matches_eager(name):
   jitted = jax.jit(rtn.quantize_weight, static_argnums=1)(w, name)
   for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  round_trip = jax.jit(lambda w_kn: rtn.dequantize_weight(rtn.quantize_weight(w_kn, name)))(w)
-  np.testing.assert_array_equal(np.asarray(round_trip), np.asarray(rtn.dequantize_weight(eager)))
+  round_trip = jax.jit(lambda w_kn: decode.dequantize_weight(rtn.quantize_weight(w_kn, name)))(w)
+  np.testing.assert_array_equal(np.asarray(round_trip), np.asarray(decode.dequantize_weight(eager)))
 
 
 def test_errors():
@@ -184,4 +186,4 @@ def test_errors():
   with pytest.raises(TypeError, match="scale_dtype"):
     rtn.quantize_weight(jnp.zeros((128, 4)), "w4a16_g128_asym", scale_dtype=jnp.int8)
   with pytest.raises(TypeError, match="QuantizedWeight"):
-    rtn.dequantize_weight(jnp.zeros((128, 4)))
+    decode.dequantize_weight(jnp.zeros((128, 4)))

@@ -1,11 +1,11 @@
-"""Tests for `jaxlab.quant.scheme`: names, validation, bit accounting."""
+"""Tests for `jaxlab.quant_formats.scheme`: names, validation, bit accounting."""
 
 import dataclasses
 
 import pytest
 
-from jaxlab.quant import scheme as qs
-from jaxlab.quant.scheme import (
+from jaxlab.quant_formats import scheme as qs
+from jaxlab.quant_formats.scheme import (
     BF16,
     SUPPORTED_SCHEMES,
     QuantScheme,

@@ -2,7 +2,7 @@
 
 Rows of `lhs` are sorted by group (expert); group g owns the next `group_sizes[g]` rows and is
 multiplied by expert g's weight matrix. Each expert may carry its own quantization scheme
-(`jaxlab.quant.ExpertWeights`); the kernel runs every scheme in one `pallas_call`.
+(`jaxlab.quant_formats.ExpertWeights`); the kernel runs every scheme in one `pallas_call`.
 
 Conventions, for every implementation:
   * rows past `sum(group_sizes)` belong to no group and come out as zeros;
@@ -21,8 +21,8 @@ import numpy as np
 from jaxlab import _compat
 from jaxlab.ops import registry
 from jaxlab.ops.grouped_matmul_op.reference import grouped_matmul_reference
-from jaxlab.quant.experts import ExpertWeights
-from kernels_pallas.grouped_matmul import schedule
+from jaxlab.quant_formats.experts import ExpertWeights
+from jaxlab.ops.grouped_matmul_op.groups import cut_at_rows
 from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig
 
 _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
@@ -30,7 +30,7 @@ _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 def _xla(lhs_mk, rhs, group_sizes_g, *, group_offset, out_dtype, config, interpret):
   del config, interpret  # Tile shapes mean nothing to XLA.
-  sizes_g = schedule.cut_at_rows(group_sizes_g, lhs_mk.shape[0])
+  sizes_g = cut_at_rows(group_sizes_g, lhs_mk.shape[0])
   return grouped_matmul_reference(lhs_mk, rhs, sizes_g, group_offset=group_offset, out_dtype=out_dtype)
 
 
@@ -125,7 +125,7 @@ def grouped_matmul(
   Args:
     lhs_mk: [M, K] float32/bfloat16/float16 rows, sorted by group.
     rhs: [G_rhs, K, N] float weights (same dtype as lhs; differentiable), or
-      `jaxlab.quant.ExpertWeights` with a quantization scheme per expert. Schemes that quantize
+      `jaxlab.quant_formats.ExpertWeights` with a quantization scheme per expert. Schemes that quantize
       activations (wXa8, wXa4) quantize the rows of their groups dynamically (symmetric,
       per token or per 128 columns).
     group_sizes_g: [G] integer rows per group, G >= G_rhs.

@@ -1,9 +1,9 @@
 """XLA reference for `grouped_matmul`: dequantize, fake-quantize activations, one ragged dot.
 
-Float32 math throughout. Quantized experts are dequantized exactly (`jaxlab.quant`), and the
-rows of each group whose scheme quantizes activations are fake-quantized with that scheme's
-dynamic symmetric scales before the product: the same values the kernel feeds its integer
-dot products.
+Float32 math throughout. Quantized experts are dequantized exactly (`jaxlab.quant_formats`),
+and the rows of each group whose scheme quantizes activations are fake-quantized with that
+scheme's dynamic symmetric scales before the product: the same values the kernel feeds its
+integer dot products.
 """
 
 from __future__ import annotations
@@ -11,15 +11,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxlab.quant import activations as act_quant
-from jaxlab.quant import rtn
-from jaxlab.quant.experts import ExpertWeights
-
-
-def group_ids_of_rows(group_sizes_g: jax.Array, num_rows: int) -> jax.Array:
-  """[M] int32: the group owning each row; rows past sum(group_sizes) get G (no group)."""
-  ends_g = jnp.cumsum(group_sizes_g.astype(jnp.int32))
-  return jnp.searchsorted(ends_g, jnp.arange(num_rows, dtype=jnp.int32), side="right").astype(jnp.int32)
+from jaxlab.quant_formats import activations as act_quant
+from jaxlab.quant_formats.decode import dequantize_experts
+from jaxlab.quant_formats.experts import ExpertWeights
+from jaxlab.ops.grouped_matmul_op.groups import group_ids_of_rows
 
 
 def _fake_quantize_rows(lhs_mk, group_m, experts: ExpertWeights, group_offset):
@@ -51,7 +46,7 @@ def grouped_matmul_reference(lhs_mk, rhs, group_sizes_g, *, group_offset, out_dt
   if isinstance(rhs, ExpertWeights):
     group_m = group_ids_of_rows(group_sizes_g, num_rows)
     lhs_operand = _fake_quantize_rows(lhs_mk, group_m, rhs, group_offset)
-    rhs_gkn = rtn.dequantize_experts(rhs, jnp.float32)
+    rhs_gkn = dequantize_experts(rhs, jnp.float32)
   elif lhs_mk.dtype in (jnp.bfloat16, jnp.float16):
     # A product of two 16-bit floats is exact in float32, so 16-bit operands with float32
     # accumulation are float32 math; upcasting first would make XLA:GPU lower the ragged

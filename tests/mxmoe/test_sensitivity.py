@@ -1,4 +1,4 @@
-"""Tests for `jaxlab.quant.mxmoe.sensitivity` on a toy MoE decoder layer that honours `act_quant`.
+"""Tests for `jaxlab.mxmoe.sensitivity` on a toy MoE decoder layer that honours `act_quant`.
 
 The layer is x + sum_e gate_e(x) * expert_e(x) + shared(x), written twice: in jnp (dense over
 experts, jittable) for `block_sensitivities`, and as a float64 numpy loop over tokens for the
@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.quant import fake_quantize_activations, parse_scheme
-from jaxlab.quant.mxmoe import block_sensitivities, expert_frequencies, workload_rows
+from jaxlab.mxmoe import block_sensitivities, expert_frequencies, workload_rows
+from jaxlab.quant_formats import fake_quantize_activations, parse_scheme
 from tests.quant import numpy_reference
 
 E, D, F, FS, TOP_K = 3, 128, 128, 128, 2

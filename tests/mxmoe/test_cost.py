@@ -1,4 +1,4 @@
-"""Tests for `jaxlab.quant.mxmoe.cost`: the roofline estimate, measured tables and choosing between them."""
+"""Tests for `jaxlab.mxmoe.cost`: the roofline estimate, measured tables and choosing between them."""
 
 import json
 import logging
@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from jaxlab.quant.mxmoe import CostModel, device_spec, load_cost_model
+from jaxlab.mxmoe import CostModel, device_spec, load_cost_model
 
 WEIGHT_ONLY_BY_BITS = ("w2a16_g128_asym", "w3a16_g128_asym", "w4a16_g128_asym", "w8a16_g128_asym", "bf16")
 SCHEMES = WEIGHT_ONLY_BY_BITS + (
@@ -133,7 +133,7 @@ def test_table_for_another_device_warns_and_falls_back(tmp_path):
 
 
 def test_no_table_logs_an_estimate(caplog):
-  with caplog.at_level(logging.WARNING, logger="jaxlab.quant.mxmoe"):
+  with caplog.at_level(logging.WARNING, logger="jaxlab.mxmoe"):
     model = load_cost_model()  # The test host's device: cpu.
   assert model.source.startswith("roofline estimate:cpu")
   assert "an estimate, not a measurement" in caplog.text

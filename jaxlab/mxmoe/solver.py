@@ -45,9 +45,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from jaxlab.quant.mxmoe.blocks import KINDS, LinearBlock, check_blocks
-from jaxlab.quant.mxmoe.cost import CostModel, block_times
-from jaxlab.quant.scheme import QuantScheme, bits_per_weight, parse_scheme
+from jaxlab.mxmoe.blocks import KINDS, LinearBlock, check_blocks
+from jaxlab.mxmoe.cost import CostModel, block_times
+from jaxlab.quant_formats.scheme import QuantScheme, bits_per_weight, parse_scheme
 
 # Dichotomic search stops splitting a segment when the new point is below it by less than this
 # (in the [0, 1]-scaled units); the gap certificate accounts for anything it may leave.

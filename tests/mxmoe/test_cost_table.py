@@ -6,8 +6,8 @@ import math
 import pytest
 
 from benchmarks import grouped_matmul
+from jaxlab.mxmoe import CostModel
 from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig
-from jaxlab.quant.mxmoe import CostModel
 
 TINY = ["--cost-ks", "128", "--cost-n", "128", "--iters", "1", "--warmup", "0"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxlab.quant.scheme import PACK_BLOCK
+from jaxlab.quant_formats.scheme import PACK_BLOCK
 
 PACKED_BITS = (1, 2, 3, 4, 8)
 

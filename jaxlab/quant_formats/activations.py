@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxlab.quant.scheme import PACK_BLOCK
+from jaxlab.quant_formats.scheme import PACK_BLOCK
 
 # Low mantissa bits split off a float32 divisor: the high part keeps 16 significant bits, so
 # its product with a multiplier of at most 8 significant bits (a code +- 1/2, or q_max) fits

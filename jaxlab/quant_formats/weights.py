@@ -1,7 +1,7 @@
 """`QuantizedWeight`: packed integer codes plus scales and zeros of one weight matrix (or a stack).
 
 The storage layout (bit packing along K in 128-row blocks, offset-binary codes for
-symmetric schemes below 8 bits) is documented in `jaxlab.quant.packing`.
+symmetric schemes below 8 bits) is documented in `jaxlab.quant_formats.packing`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxlab.quant.scheme import QuantScheme
+from jaxlab.quant_formats.scheme import QuantScheme
 
 
 @jax.tree_util.register_dataclass
@@ -20,7 +20,7 @@ class QuantizedWeight:
   """A [..., K, N] weight in a quantization scheme.
 
   Attributes:
-    packed: the codes, packed as `jaxlab.quant.packing` documents; for the bf16 scheme, the
+    packed: the codes, packed as `jaxlab.quant_formats.packing` documents; for the bf16 scheme, the
       float weight itself. Leading axes (e.g. experts) come first.
     scale: [..., K/128, N] (group 128) or [..., 1, N] (per channel); None for bf16.
     zero: like `scale` for asymmetric schemes (w = q * scale + zero), else None.

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from jaxlab.moe.models import MoEDecoderLM, MoELMConfig, apply_layer, layer_inputs
-from jaxlab.quant import ExpertWeights
-from jaxlab.quant.mxmoe import pipeline
-from jaxlab.quant.mxmoe.checkpoint import load_quantized, save_quantized
-from jaxlab.quant.mxmoe.cost import CostModel, device_spec
-from jaxlab.quant.mxmoe.model_layer import layer_fn
-from jaxlab.quant.scheme import bits_per_weight
+from jaxlab.mxmoe import pipeline
+from jaxlab.mxmoe.checkpoint import load_quantized, save_quantized
+from jaxlab.mxmoe.cost import CostModel, device_spec
+from jaxlab.mxmoe.model_layer import layer_fn
+from jaxlab.quant_formats import ExpertWeights
+from jaxlab.quant_formats.scheme import bits_per_weight
 
 CONFIG = MoELMConfig(
     architecture="qwen2_moe", vocab_size=64, hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -98,7 +98,7 @@ def test_weight_activation_menu_runs_with_r_below_one(model_and_calibration):
 
 
 def test_rotation_then_quantization_keeps_the_float_model(model_and_calibration):
-  from jaxlab.quant.hadamard import rotate_moe_lm
+  from jaxlab.mxmoe.rotation import rotate_moe_lm
 
   model, params, tokens, _ = model_and_calibration
   rotated = rotate_moe_lm(CONFIG, params, jax.random.key(3))

@@ -11,8 +11,8 @@ import dataclasses
 
 import jax
 
-from jaxlab.quant.scheme import BF16, QuantScheme
-from jaxlab.quant.weights import QuantizedWeight
+from jaxlab.quant_formats.scheme import BF16, QuantScheme
+from jaxlab.quant_formats.weights import QuantizedWeight
 
 
 @jax.tree_util.register_dataclass

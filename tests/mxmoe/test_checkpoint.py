@@ -1,12 +1,12 @@
-"""Tests for `jaxlab.quant.mxmoe.checkpoint`: what saving does to folders that already exist."""
+"""Tests for `jaxlab.mxmoe.checkpoint`: what saving does to folders that already exist."""
 
 import os
 
 import numpy as np
 import pytest
 
-from jaxlab.quant.mxmoe import checkpoint
-from jaxlab.quant.mxmoe.checkpoint import load_quantized, save_quantized
+from jaxlab.mxmoe import checkpoint
+from jaxlab.mxmoe.checkpoint import load_quantized, save_quantized
 
 
 def _params(value):

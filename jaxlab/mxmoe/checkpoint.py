@@ -25,9 +25,9 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from jaxlab import files
-from jaxlab.quant.experts import ExpertWeights
-from jaxlab.quant.scheme import parse_scheme
-from jaxlab.quant.weights import QuantizedWeight
+from jaxlab.quant_formats.experts import ExpertWeights
+from jaxlab.quant_formats.scheme import parse_scheme
+from jaxlab.quant_formats.weights import QuantizedWeight
 
 _ARRAYS = "params.safetensors"
 _LAYOUT = "quantization.json"

@@ -5,7 +5,7 @@
   q_params = quantize_model(config, params, calib, assignment, method="gptq")
 
 Every MoE layer is handled on its own, with the float model's inputs (MxMoE: "layer l+1 is fed
-the FP outputs"). Assignments are the JSON objects of `jaxlab.quant.mxmoe.assignment`: per layer,
+the FP outputs"). Assignments are the JSON objects of `jaxlab.mxmoe.assignment`: per layer,
 one scheme per expert for "gate_up" and for "down" (the shared expert last). `uniform_assignment`
 builds the same object for one scheme everywhere, so baselines and MxMoE share one code path.
 Attention, embeddings, norms and routers stay in float, as in MxMoE.
@@ -21,14 +21,15 @@ import jax
 import numpy as np
 
 from jaxlab.moe.models import MoELMConfig, layer_inputs
+from jaxlab.mxmoe import assignment as assignment_lib
+from jaxlab.mxmoe.blocks import moe_layer_blocks
+from jaxlab.mxmoe.cost import CostModel
+from jaxlab.mxmoe.model_layer import block_inputs, layer_fn
+from jaxlab.mxmoe.sensitivity import block_sensitivities, expert_frequencies, workload_rows
+from jaxlab.mxmoe.solver import allocate
 from jaxlab.quant import gptq, rtn
-from jaxlab.quant.mxmoe import assignment as assignment_lib
-from jaxlab.quant.mxmoe.blocks import moe_layer_blocks
-from jaxlab.quant.mxmoe.cost import CostModel
-from jaxlab.quant.mxmoe.model_layer import block_inputs, layer_fn
-from jaxlab.quant.mxmoe.sensitivity import block_sensitivities, expert_frequencies, workload_rows
-from jaxlab.quant.mxmoe.solver import allocate
-from jaxlab.quant.scheme import bits_per_weight, parse_scheme
+from jaxlab.quant_formats.decode import dequantize_experts
+from jaxlab.quant_formats.scheme import bits_per_weight, parse_scheme
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _gptq_fake_quantizer(config: MoELMConfig, layer_params, rows: dict):
       return w_ekn
     hessians = [_hessian(rows[(e, kind)]) for e in experts]
     quantized = gptq.gptq_quantize_experts(np.asarray(w_ekn, np.float32), hessians, scheme)
-    return rtn.dequantize_experts(quantized).astype(w_ekn.dtype)
+    return dequantize_experts(quantized).astype(w_ekn.dtype)
 
   return quantize
 

@@ -15,7 +15,7 @@ The layer function contract:
     "moe/shared_gate_up" [1, D, 2Fs], "moe/shared_down" [1, Fs, D] (override with `weight_paths`).
   x: [n, S, D] layer inputs; y: the layer's output, any shape.
   act_quant: None, or a dict {(expert, kind): (bits, group_size)}. For each entry the layer must
-    fake-quantize (`jaxlab.quant.fake_quantize_activations(rows, bits, group_size)`, symmetric,
+    fake-quantize (`jaxlab.quant_formats.fake_quantize_activations(rows, bits, group_size)`, symmetric,
     per token for group_size -1) the rows entering that block: for "gate_up", expert e's input
     tokens before the fused gate/up product; for "down", its hidden activations silu(gate) * up
     before the down product. Expert index E (the number of routed experts) names the shared
@@ -39,9 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.quant import rtn as rtn_lib
-from jaxlab.quant.mxmoe.blocks import KINDS, LinearBlock
-from jaxlab.quant.scheme import QuantScheme, parse_scheme
+from jaxlab.mxmoe.blocks import KINDS, LinearBlock
+from jaxlab.quant.rtn import quantize_weight
+from jaxlab.quant_formats.decode import dequantize_weight
+from jaxlab.quant_formats.scheme import QuantScheme, parse_scheme
 
 WEIGHT_PATHS = {
     "gate_up": "moe/gate_up",
@@ -62,7 +63,7 @@ def rtn_fake_quantize(w_ekn: jax.Array, scheme: QuantScheme | str) -> jax.Array:
 # Compiled whole: op-by-op dispatch would compile each of its small ops separately.
 @functools.partial(jax.jit, static_argnums=1)
 def _rtn_fake_quantize(w_ekn: jax.Array, scheme: QuantScheme) -> jax.Array:
-  return rtn_lib.dequantize_weight(rtn_lib.quantize_weight(w_ekn, scheme), w_ekn.dtype)
+  return dequantize_weight(quantize_weight(w_ekn, scheme), w_ekn.dtype)
 
 
 def _lookup(params, path: str):

@@ -1,11 +1,11 @@
-"""Tests for `jaxlab.quant.mxmoe.assignment`: building, saving, loading and validating whole-model JSON."""
+"""Tests for `jaxlab.mxmoe.assignment`: building, saving, loading and validating whole-model JSON."""
 
 import json
 
 import numpy as np
 import pytest
 
-from jaxlab.quant.mxmoe import (
+from jaxlab.mxmoe import (
     AllocationProblem,
     build_assignment,
     layer_schemes,

@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from jaxlab import files
-from jaxlab.quant.mxmoe.blocks import KINDS
-from jaxlab.quant.mxmoe.solver import Allocation
-from jaxlab.quant.scheme import parse_scheme
+from jaxlab.mxmoe.blocks import KINDS
+from jaxlab.mxmoe.solver import Allocation
+from jaxlab.quant_formats.scheme import parse_scheme
 
 FORMAT = "jaxlab.mxmoe.assignment/1"
 _REQUIRED = ("layers", "menu", "r", "budget_bits", "cost_source")

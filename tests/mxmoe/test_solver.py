@@ -1,4 +1,4 @@
-"""Tests for `jaxlab.quant.mxmoe.solver`: the integer program against brute force, budgets, errors."""
+"""Tests for `jaxlab.mxmoe.solver`: the integer program against brute force, budgets, errors."""
 
 import itertools
 import math
@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from jaxlab.quant.mxmoe import (
+from jaxlab.mxmoe import (
     AllocationProblem,
     CostModel,
     LinearBlock,
@@ -18,7 +18,7 @@ from jaxlab.quant.mxmoe import (
     solve,
     uniform_allocation,
 )
-from jaxlab.quant.scheme import bits_per_weight
+from jaxlab.quant_formats.scheme import bits_per_weight
 
 MENU = ("bf16", "w8a16_g-1_asym", "w4a16_g128_asym", "w2a16_g128_asym", "w8a8_g-1_sym", "w4a4_g-1_sym")
 

@@ -39,10 +39,10 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 
+from jaxlab.quant_formats.scheme import PACK_BLOCK, QuantScheme, parse_scheme
 from kernels_pallas.grouped_matmul.config import GroupedMatmulConfig, TileShape
-from jaxlab.quant.scheme import PACK_BLOCK, QuantScheme, parse_scheme
 
-logger = logging.getLogger("jaxlab.quant.mxmoe")
+logger = logging.getLogger("jaxlab.mxmoe")
 
 TABLE_KEYS = ("device_kind", "date", "jax", "entries")
 ENTRY_KEYS = ("scheme", "block_m", "block_n", "k", "per_tile_s")

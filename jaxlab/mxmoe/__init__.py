@@ -3,25 +3,28 @@
 Per MoE layer, every linear block (gate/up fused, down; shared experts as one more expert) gets
 one scheme from a menu, minimising L^r T^(1-r) (L: output-error sensitivity, T: modelled
 runtime) under an average-bits budget. See `solver` for the method and its optimality argument.
+`rotation` rotates an MoE LM's residual stream before quantization; `pipeline` runs calibration,
+allocation and quantization on a whole model, and `checkpoint` stores the result.
 """
 
-from jaxlab.quant.mxmoe.assignment import (
+from jaxlab.mxmoe.assignment import (
     build_assignment,
     layer_schemes,
     load_assignment,
     save_assignment,
     validate_assignment,
 )
-from jaxlab.quant.mxmoe.blocks import KINDS, LinearBlock, moe_layer_blocks
-from jaxlab.quant.mxmoe.cost import DEVICE_SPECS, CostModel, DeviceSpec, device_spec, load_cost_model
-from jaxlab.quant.mxmoe.sensitivity import (
+from jaxlab.mxmoe.blocks import KINDS, LinearBlock, moe_layer_blocks
+from jaxlab.mxmoe.cost import DEVICE_SPECS, CostModel, DeviceSpec, device_spec, load_cost_model
+from jaxlab.mxmoe.rotation import rotate_moe_lm
+from jaxlab.mxmoe.sensitivity import (
     WEIGHT_PATHS,
     block_sensitivities,
     expert_frequencies,
     rtn_fake_quantize,
     workload_rows,
 )
-from jaxlab.quant.mxmoe.solver import (
+from jaxlab.mxmoe.solver import (
     Allocation,
     AllocationProblem,
     allocate,
@@ -53,6 +56,7 @@ __all__ = [
     "load_cost_model",
     "moe_layer_blocks",
     "objective",
+    "rotate_moe_lm",
     "rtn_fake_quantize",
     "save_assignment",
     "solve",

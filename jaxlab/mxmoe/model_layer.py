@@ -2,7 +2,7 @@
 
 `layer_fn(config)` returns `layer_fn(params, x_btd, act_quant=None) -> y_btd`, the layer's
 output computed from its params exactly as `MoEDecoderLayer` does, plus the hook of
-`jaxlab.quant.mxmoe.sensitivity`: for every `(expert, kind) -> (bits, group_size)` in
+`jaxlab.mxmoe.sensitivity`: for every `(expert, kind) -> (bits, group_size)` in
 `act_quant`, the rows entering that block are fake-quantized (expert E, the number of routed
 experts, is the shared expert). `block_inputs` returns, per block, the rows that multiply its
 weight (what GPTQ's Hessians are built from).
@@ -18,13 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.moe.dispatch import combine, permute, sort_by_expert
-from jaxlab.moe.models.attention import GroupedQueryAttention
+from jaxlab.moe.models.attention import grouped_query_attention
 from jaxlab.moe.models.config import MoELMConfig
-from jaxlab.moe.models.norm import rms_norm_hf
 from jaxlab.moe.router import route_top_k, router_logits
-from jaxlab.ops import grouped_matmul
-from jaxlab.ops.grouped_matmul_op.reference import group_ids_of_rows
-from jaxlab.quant.activations import fake_quantize_activations
+from jaxlab.ops import grouped_matmul, rms_norm
+from jaxlab.quant_formats.activations import fake_quantize_activations
+from jaxlab.ops.grouped_matmul_op.groups import group_ids_of_rows
 
 
 class _MoEInputs(NamedTuple):
@@ -34,10 +33,10 @@ class _MoEInputs(NamedTuple):
 
 def _attention_part(config: MoELMConfig, params, x_btd, positions_bt) -> _MoEInputs:
   b, t, d = x_btd.shape
-  normed = rms_norm_hf(x_btd, params["input_norm"]["scale"], config.rms_norm_eps)
-  attention = GroupedQueryAttention(config).apply({"params": params["attention"]}, normed, positions_bt)
+  normed = rms_norm(x_btd, params["input_norm"]["scale"], eps=config.rms_norm_eps, rounding="transformers")
+  attention, _ = grouped_query_attention(config).apply({"params": params["attention"]}, normed, positions_bt)
   h_btd = x_btd + attention
-  m_btd = rms_norm_hf(h_btd, params["post_attention_norm"]["scale"], config.rms_norm_eps)
+  m_btd = rms_norm(h_btd, params["post_attention_norm"]["scale"], eps=config.rms_norm_eps, rounding="transformers")
   return _MoEInputs(h_btd.reshape(b * t, d), m_btd.reshape(b * t, d))
 
 
