@@ -39,8 +39,7 @@ import numpy as np
 
 from benchmarks import common
 from jaxlab import ops
-from jaxlab.flow import spectral
-from jaxlab.ops.flow_guidance_op.reference import guidance_update
+from jaxlab.ops.flow_guidance_op.reference import SIGMA_EPS, guidance_update, lowpass_difference
 
 CHANNELS = 16
 SCALARS = dict(sigma=0.6, sigma_next=0.55, alpha=0.7, beta=0.4)
@@ -70,7 +69,7 @@ def _step_fn(implementation, lowpass, interpret=False):
 
 def _lowpass_input(x_t, v, x0_ref, lowpass):
   """lp = LP(x0_ref - x0_hat), as both implementations compute it before the elementwise part."""
-  return spectral.lowpass(x0_ref - (x_t - SCALARS["sigma"] * v), lowpass)
+  return lowpass_difference(x_t, v, x0_ref, sigma=SCALARS["sigma"], lowpass=lowpass)
 
 
 def _elementwise_fns(interpret=False):
@@ -79,7 +78,8 @@ def _elementwise_fns(interpret=False):
 
   scalars_4 = jnp.asarray([SCALARS[k] for k in ("sigma", "sigma_next", "alpha", "beta")], jnp.float32)
   xla = jax.jit(lambda *a: guidance_update(*a, **SCALARS))
-  pallas = jax.jit(lambda *a: kernel.guided_update(*a, scalars_4, config=None, interpret=interpret))
+  pallas = jax.jit(lambda *a: kernel.guided_update(*a, scalars_4, sigma_eps=SIGMA_EPS, config=None,
+                                                   interpret=interpret))
   return {"xla": xla, "pallas_triton": pallas}
 
 

@@ -24,19 +24,17 @@ NTK-scaled RoPE above its training resolution).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab import ops
-from jaxlab.flow import resample
-from jaxlab.flow.samplers import euler_sample
+from jaxlab.flow.resample import unsharp_mask, upsample_bicubic
+from jaxlab.flow.samplers import VelocityFn, euler_sample
 from jaxlab.flow.schedules import sigma_schedule
-
-VelocityFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
+from jaxlab.ops import flow_guidance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +104,7 @@ def stage_weights(strength: float, num_steps: int) -> np.ndarray:
 
 def initial_latent(previous_final_bhwc, noise_bhwc, sigma: float, scale_factor: int, sharpen_sigma: float):
   """Initialization alignment: sigma * noise + (1 - sigma) * sharpen(upsample(previous final))."""
-  reference = resample.unsharp_mask(resample.upsample_bicubic(previous_final_bhwc, scale_factor), sharpen_sigma)
+  reference = unsharp_mask(upsample_bicubic(previous_final_bhwc, scale_factor), sharpen_sigma)
   return sigma * noise_bhwc + (1.0 - sigma) * reference
 
 
@@ -146,10 +144,10 @@ def guided_stage(velocity_fn: VelocityFn, x_init_bhwc, reference_x0_nbhwc, sigma
     x, v_prev, v_ref_prev = carry
     sigma, sigma_next, reference_x0, alpha, beta = inputs
     v = velocity_fn(x, jnp.full((batch,), sigma, jnp.float32), cond)
-    x0_ref = resample.upsample_bicubic(reference_x0, scale_factor)
-    out = ops.flow_guidance(x, v.astype(jnp.float32), x0_ref, v_prev, v_ref_prev, sigma=sigma, sigma_next=sigma_next,
-                            alpha=alpha, beta=beta, lowpass=lowpass, cutoff=cutoff, order=order,
-                            implementation=implementation)
+    x0_ref = upsample_bicubic(reference_x0, scale_factor)
+    out = flow_guidance(x, v.astype(jnp.float32), x0_ref, v_prev, v_ref_prev, sigma=sigma, sigma_next=sigma_next,
+                        alpha=alpha, beta=beta, lowpass=lowpass, cutoff=cutoff, order=order,
+                        implementation=implementation)
     return (out.x_next, out.v_guided, out.v_ref), out.x0_unguided
 
   x0 = x_init_bhwc.astype(jnp.float32)

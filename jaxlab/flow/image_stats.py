@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxlab.flow import spectral
+from jaxlab.ops.flow_guidance_op.spectral import butterworth_mask, lowpass_fft
 
 
 def _gray(images_bhwc) -> np.ndarray:
@@ -73,8 +73,8 @@ def spectrum_slope(images_bhwc) -> np.ndarray:
 def lowpass(images_bhwc, *, cutoff: float = 0.2, order: int = 4) -> np.ndarray:
   """Butterworth low-pass per channel (the HiFlow filter), float64 NumPy."""
   images = _check(images_bhwc).astype(np.float32)
-  mask = spectral.butterworth_mask(images.shape[1], images.shape[2], cutoff=cutoff, order=order)
-  return np.asarray(spectral.lowpass_fft(images, mask), np.float64)
+  mask = butterworth_mask(images.shape[1], images.shape[2], cutoff=cutoff, order=order)
+  return np.asarray(lowpass_fft(images, mask), np.float64)
 
 
 def lowfreq_error(images_bhwc, reference_bhwc, *, cutoff: float = 0.2, order: int = 4) -> np.ndarray:

@@ -1,13 +1,15 @@
 """HiFlow guidance step as Pallas kernels lowered through Triton (layout: README.md).
 
-Fourier path: XLA forms d = x0_ref - x0_hat, low-passes it (FFT, mask, inverse FFT), and
-`guided_update` does everything after that in one kernel over the flattened latent.
-Haar path: `flow_guidance_dwt` is one kernel end to end; the Haar low-pass of d is the mean
-of each 2x2 block, which a program forms from the four corner tiles it loads anyway.
+Fourier path: the op low-passes d = x0_ref - x0_hat in XLA (FFT, mask, inverse FFT) and
+passes the result in; `guided_update` does everything after that in one kernel over the
+flattened latent. Haar path: `flow_guidance_dwt` is one kernel end to end; the Haar low-pass
+of d is the mean of each 2x2 block, which a program forms from the four corner tiles it
+loads anyway.
 
 Scalars (sigma, sigma_next, alpha, beta) arrive as one float32 [4] array, so they may be
-traced. Whether the acceleration term runs (v_prev, v_ref_prev given) is static: each
-kernel has a variant with and one without those two inputs.
+traced; `sigma_eps` (added to sigma before dividing) is a static float given by the op.
+Whether the acceleration term runs (v_prev, v_ref_prev given) is static: each kernel has a
+variant with and one without those two inputs.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from jaxlab import _compat
-from jaxlab.flow import spectral
-from jaxlab.ops.flow_guidance_op.reference import SIGMA_EPS
 from kernels_pallas.flow_guidance.config import FlowGuidanceConfig
 
 plgpu = _compat.pallas_triton()
@@ -33,11 +33,11 @@ NUM_OUTPUTS = 4  # x_next, v_guided, v_ref, x0_unguided.
 _FLOPS_PER_ELEMENT = 16
 
 
-def _guide(x_t, v, x0_ref, lp, previous, scalars):
+def _guide(x_t, v, x0_ref, lp, previous, scalars, sigma_eps: float):
   """The step after the low-pass, on float32 tiles; `previous` is (v_prev, v_ref_prev) or None."""
   sigma, sigma_next, alpha, beta = scalars
   x0_hat = x_t - sigma * v
-  inv_sigma = 1.0 / (sigma + SIGMA_EPS)
+  inv_sigma = 1.0 / (sigma + sigma_eps)
   v_guided = v - alpha * lp * inv_sigma  # (x_t - (x0_hat + alpha * lp)) / sigma, exact at alpha = 0.
   v_ref = (x_t - x0_ref) * inv_sigma
   if previous is not None:
@@ -60,7 +60,7 @@ def _split_refs(refs, accelerate: bool):
   return main, previous, outputs
 
 
-def _elementwise_kernel(scalars_ref, *refs, block: int, accelerate: bool, masked: bool):
+def _elementwise_kernel(scalars_ref, *refs, block: int, sigma_eps: float, accelerate: bool, masked: bool):
   """One program: elements [i*block, (i+1)*block) of every flattened array -> the four outputs."""
   (x_t_ref, v_ref, x0_ref_ref, lp_ref), previous_refs, outputs = _split_refs(refs, accelerate)
   num_elements = x_t_ref.shape[0]
@@ -73,13 +73,14 @@ def _elementwise_kernel(scalars_ref, *refs, block: int, accelerate: bool, masked
     return plgpu.load(ref.at[window], mask=mask, other=None if mask is None else 0.0).astype(jnp.float32)
 
   previous = None if previous_refs is None else tuple(load(r) for r in previous_refs)
-  results = _guide(load(x_t_ref), load(v_ref), load(x0_ref_ref), load(lp_ref), previous, _read_scalars(scalars_ref))
+  results = _guide(load(x_t_ref), load(v_ref), load(x0_ref_ref), load(lp_ref), previous, _read_scalars(scalars_ref),
+                    sigma_eps)
   for ref, value in zip(outputs, results):
     plgpu.store(ref.at[window], value.astype(ref.dtype), mask=mask)
 
 
 def _haar_kernel(scalars_ref, *refs, block_rows: int, block_w: int, block_c: int, col_blocks: int,
-                 accelerate: bool, masked: bool):
+                 sigma_eps: float, accelerate: bool, masked: bool):
   """One program: a [block_rows, block_w] band of 2x2 blocks, all channels -> the four outputs.
 
   Arrays are [B*H/2, 2, W/2, 2, C] views of NHWC latents: index (r, i, j, s, c) is pixel
@@ -118,7 +119,7 @@ def _haar_kernel(scalars_ref, *refs, block_rows: int, block_w: int, block_c: int
   lp = 0.25 * ((diff[0] + diff[1]) + (diff[2] + diff[3]))
   for index, corner in enumerate(corners):
     previous = None if previous_refs is None else tuple(load(r, corner) for r in previous_refs)
-    results = _guide(x_t[index], v[index], x0_ref[index], lp, previous, scalars)
+    results = _guide(x_t[index], v[index], x0_ref[index], lp, previous, scalars, sigma_eps)
     for ref, value in zip(outputs, results):
       plgpu.store(at(ref, corner), value.astype(ref.dtype), mask=mask)
 
@@ -143,14 +144,15 @@ def _previous(v_prev, v_ref_prev) -> tuple:
   return () if v_prev is None else (v_prev, v_ref_prev)
 
 
-def guided_update(x_t, v, x0_ref, lp, v_prev, v_ref_prev, scalars_4, *, config: FlowGuidanceConfig | None,
-                  interpret: bool):
+def guided_update(x_t, v, x0_ref, lp, v_prev, v_ref_prev, scalars_4, *, sigma_eps: float,
+                  config: FlowGuidanceConfig | None, interpret: bool):
   """The fused step after the low-pass: four float32 arrays shaped like x_t.
 
   Args:
     x_t, v, x0_ref, lp: same-shape arrays (any rank; flattened here); lp = LP(x0_ref - x0_hat).
     v_prev, v_ref_prev: both arrays (acceleration on) or both None.
     scalars_4: float32 [4] (sigma, sigma_next, alpha, beta).
+    sigma_eps: added to sigma before dividing by it (keeps sigma = 0 finite).
     config: launch settings; None picks `FlowGuidanceConfig.heuristic`.
 
   Returns:
@@ -163,7 +165,7 @@ def guided_update(x_t, v, x0_ref, lp, v_prev, v_ref_prev, scalars_4, *, config: 
   num_elements = x_t.size
   inputs = [a.reshape(num_elements) for a in (x_t, v, x0_ref, lp, *_previous(v_prev, v_ref_prev))]
   accelerate = v_prev is not None
-  kernel = functools.partial(_elementwise_kernel, block=block, accelerate=accelerate,
+  kernel = functools.partial(_elementwise_kernel, block=block, sigma_eps=sigma_eps, accelerate=accelerate,
                              masked=num_elements % block != 0)
   out_flat = pl.pallas_call(
       kernel,
@@ -177,20 +179,12 @@ def guided_update(x_t, v, x0_ref, lp, v_prev, v_ref_prev, scalars_4, *, config: 
   return tuple(out.reshape(shape) for out in out_flat)
 
 
-def flow_guidance_fft(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, cutoff: float, order: int,
+def flow_guidance_dwt(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, sigma_eps: float,
                       config: FlowGuidanceConfig | None, interpret: bool):
-  """Butterworth-guided step: XLA low-passes d = x0_ref - x0_hat, then `guided_update`."""
-  x0_hat = x_t.astype(jnp.float32) - scalars_4[SIGMA] * v.astype(jnp.float32)
-  _, height, width, _ = x_t.shape
-  mask_hw = spectral.butterworth_mask(height, width, cutoff=cutoff, order=order)
-  lp = spectral.lowpass_fft(x0_ref.astype(jnp.float32) - x0_hat, mask_hw)
-  config = config or FlowGuidanceConfig.heuristic(x_t.shape, "fft")
-  return guided_update(x_t, v, x0_ref, lp, v_prev, v_ref_prev, scalars_4, config=config, interpret=interpret)
+  """Haar-guided step in one kernel; [B, H, W, C] inputs with even H, W -> four float32 [B, H, W, C].
 
-
-def flow_guidance_dwt(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, config: FlowGuidanceConfig | None,
-                      interpret: bool):
-  """Haar-guided step in one kernel; [B, H, W, C] inputs with even H, W -> four float32 [B, H, W, C]."""
+  Arguments are as for `guided_update`, less `lp`: the kernel forms the Haar low-pass itself.
+  """
   shape = x_t.shape
   batch, height, width, channels = shape
   config = config or FlowGuidanceConfig.heuristic(shape, "dwt")
@@ -202,7 +196,7 @@ def flow_guidance_dwt(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, config: 
   accelerate = v_prev is not None
   masked = view[0] % block_rows != 0 or view[2] % block_w != 0 or channels != block_c
   kernel = functools.partial(_haar_kernel, block_rows=block_rows, block_w=block_w, block_c=block_c,
-                             col_blocks=col_blocks, accelerate=accelerate, masked=masked)
+                             col_blocks=col_blocks, sigma_eps=sigma_eps, accelerate=accelerate, masked=masked)
   out_views = pl.pallas_call(
       kernel,
       out_shape=tuple(jax.ShapeDtypeStruct(view, jnp.float32) for _ in range(NUM_OUTPUTS)),

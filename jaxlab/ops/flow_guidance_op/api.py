@@ -1,4 +1,8 @@
-"""Public HiFlow guidance op: `flow_guidance`, dispatched to XLA or a Pallas (Triton) kernel."""
+"""Public HiFlow guidance op: `flow_guidance`, dispatched to XLA or a Pallas (Triton) kernel.
+
+On the Pallas path the Butterworth low-pass (FFT, mask, inverse FFT) runs here in XLA and the
+kernel does the elementwise rest; the Haar path is one kernel end to end.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,20 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from jaxlab.flow.spectral import LOWPASS_KINDS
 from jaxlab.ops import registry
-from jaxlab.ops.flow_guidance_op.reference import FlowGuidanceOutput, flow_guidance_reference
+from jaxlab.ops.flow_guidance_op.reference import (
+    SIGMA_EPS,
+    FlowGuidanceOutput,
+    flow_guidance_reference,
+    lowpass_difference,
+)
+from jaxlab.ops.flow_guidance_op.spectral import LOWPASS_KINDS
 from kernels_pallas.flow_guidance.config import MAX_CHANNEL_BLOCK, FlowGuidanceConfig, next_power_of_two
 
 _KERNEL_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 _ARRAY_NAMES = ("x_t", "v", "x0_ref", "v_prev", "v_ref_prev")
 _SCALAR_NAMES = ("sigma", "sigma_next", "alpha", "beta")
+_KERNEL_MODULE = "kernels_pallas.flow_guidance.triton"
 
 
 def _xla(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, lowpass, cutoff, order, config, interpret):
@@ -37,14 +47,23 @@ def _pallas_triton(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, lowpass, cu
     raise NotImplementedError(
         f"pallas_triton holds a pixel's channels in one tile; C={x_t.shape[-1]} pads past {MAX_CHANNEL_BLOCK}"
     )
-  kernel = registry.load_kernel("pallas_triton", "kernels_pallas.flow_guidance.triton")
   if lowpass == "fft":
-    outputs = kernel.flow_guidance_fft(
-        x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, cutoff=cutoff, order=order, config=config, interpret=interpret
-    )
-  else:
-    outputs = kernel.flow_guidance_dwt(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, config=config,
-                                       interpret=interpret)
+    return _pallas_triton_fft(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, cutoff=cutoff, order=order,
+                              config=config, interpret=interpret)
+  kernel = registry.load_kernel("pallas_triton", _KERNEL_MODULE)
+  outputs = kernel.flow_guidance_dwt(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, sigma_eps=SIGMA_EPS,
+                                     config=config, interpret=interpret)
+  return FlowGuidanceOutput(*outputs)
+
+
+def _pallas_triton_fft(x_t, v, x0_ref, v_prev, v_ref_prev, scalars_4, *, cutoff, order, config, interpret):
+  """Butterworth-guided step: XLA low-passes d = x0_ref - x0_hat, the kernel's `guided_update` does the rest."""
+  kernel = registry.load_kernel("pallas_triton", _KERNEL_MODULE)
+  lp = lowpass_difference(x_t, v, x0_ref, sigma=scalars_4[_SCALAR_NAMES.index("sigma")], lowpass="fft",
+                          cutoff=cutoff, order=order)
+  config = config or FlowGuidanceConfig.heuristic(x_t.shape, "fft")
+  outputs = kernel.guided_update(x_t, v, x0_ref, lp, v_prev, v_ref_prev, scalars_4, sigma_eps=SIGMA_EPS,
+                                 config=config, interpret=interpret)
   return FlowGuidanceOutput(*outputs)
 
 

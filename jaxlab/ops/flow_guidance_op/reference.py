@@ -7,9 +7,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxlab.flow import spectral
+from jaxlab.ops.flow_guidance_op import spectral
 
-# Keeps 1 / sigma finite at the last step (sigma = 0).
+# Keeps 1 / sigma finite at the last step (sigma = 0); the op passes it to the kernels.
 SIGMA_EPS = 1e-6
 
 
@@ -57,10 +57,16 @@ def flow_guidance_reference(
   LP is `spectral.lowpass(., lowpass, cutoff=cutoff, order=order)`. Arguments are as for
   `jaxlab.ops.flow_guidance`, which checks them; this function does not.
   """
-  x_t, v, x0_ref, sigma = _f32(x_t), _f32(v), _f32(x0_ref), _f32(sigma)
-  lp = spectral.lowpass(x0_ref - (x_t - sigma * v), lowpass, cutoff=cutoff, order=order)
+  lp = lowpass_difference(x_t, v, x0_ref, sigma=sigma, lowpass=lowpass, cutoff=cutoff, order=order)
   return guidance_update(x_t, v, x0_ref, lp, v_prev, v_ref_prev, sigma=sigma, sigma_next=sigma_next, alpha=alpha,
                          beta=beta)
+
+
+def lowpass_difference(x_t, v, x0_ref, *, sigma, lowpass: str = "fft", cutoff: float = 0.2,
+                       order: int = 4) -> jax.Array:
+  """lp = LP(x0_ref - x0_hat) with x0_hat = x_t - sigma * v: the step's only non-elementwise part; float32."""
+  x_t, v, x0_ref, sigma = _f32(x_t), _f32(v), _f32(x0_ref), _f32(sigma)
+  return spectral.lowpass(x0_ref - (x_t - sigma * v), lowpass, cutoff=cutoff, order=order)
 
 
 def _f32(a) -> jax.Array:

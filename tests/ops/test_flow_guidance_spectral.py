@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.flow import spectral
+from jaxlab.ops.flow_guidance_op import spectral
 
 
 def _random(shape, seed=0):

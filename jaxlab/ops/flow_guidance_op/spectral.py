@@ -1,4 +1,4 @@
-"""Low-pass filters for HiFlow guidance: a Butterworth mask in the centred Fourier domain and a Haar DWT.
+"""Low-pass filters of the HiFlow guidance op: a Butterworth mask in the centred Fourier domain and a Haar DWT.
 
 All images are NHWC, [B, H, W, C]; filters act over H and W of each channel separately and
 return float32.
