@@ -1,6 +1,6 @@
 r"""Supervised fine-tuning of a tiny random InternVL-style VLM on the synthetic shapes task.
 
-Data (`jaxlab.data.images.shapes`): one red/green/blue square/circle/triangle on a white tile, the
+Data (`jaxlab.vlm.shapes_task`): one red/green/blue square/circle/triangle on a white tile, the
 question "What is in the image?", the answer "<colour> <shape>". The loss is `jaxlab.vlm.sft_loss`
 on the answer tokens (`loss.weighting`: "sqrt", InternVL's square averaging, or "token" / "sample");
 `model.freeze_vision` keeps the vision tower fixed (zero updates). `data.v2pe`: "off" (positions 0, 1,

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import _compat
-from jaxlab.nn import dot_product_attention
-from jaxlab.nn.rope2d import apply_rope_2d, grid_positions
+from jaxlab.nn import Dense, GeluMLP, dot_product_attention, layer_norm
+from jaxlab.nn.rope2d import apply_rope_2d, grid_positions, ntk_scaled_base
 from jaxlab.ops.registry import check_implementation
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
@@ -34,6 +34,7 @@ from jaxlab.sharding.annotate import constrain, param_with_axes
 # Sinusoidal features of the noise level, as in DDPM/DiT timestep embeddings.
 _SIGMA_FEATURES = 256
 _SIGMA_MAX_PERIOD = 10_000.0
+# The LayerNorms have no learned scale or bias: adaLN supplies them.
 _LN_EPS = 1e-6
 
 
@@ -134,35 +135,8 @@ def softmax_scale(head_dim: int, num_tokens: int, train_tokens: int, proportiona
   return scale * math.sqrt(math.log(num_tokens) / math.log(train_tokens))
 
 
-def _layer_norm(x_btd: jax.Array) -> jax.Array:
-  """LayerNorm without learned scale or bias (adaLN supplies them); statistics in float32."""
-  x = x_btd.astype(jnp.float32)
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-  return ((x - mean) * jax.lax.rsqrt(var + _LN_EPS)).astype(x_btd.dtype)
-
-
 def _modulate(x_btd: jax.Array, shift_bd: jax.Array, scale_bd: jax.Array) -> jax.Array:
   return x_btd * (1 + scale_bd[:, None, :]) + shift_bd[:, None, :]
-
-
-class _Linear(nn.Module):
-  """x @ kernel + bias with logical axes (in, out); zero-init for adaLN-Zero outputs."""
-
-  features: int
-  kernel_axes: tuple[str | None, str | None]
-  zero_init: bool = False
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
-    kernel = self.param("kernel", param_with_axes(init, self.kernel_axes), (x.shape[-1], self.features),
-                        self.param_dtype)
-    bias = self.param("bias", param_with_axes(nn.initializers.zeros, self.kernel_axes[1:]), (self.features,),
-                      self.param_dtype)
-    return jnp.einsum("...k,kn->...n", x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
 
 
 class _Modulation(nn.Module):
@@ -220,21 +194,6 @@ class _SelfAttention2D(nn.Module):
     return jnp.einsum("bthk,hkd->btd", out_bthk, w_o_hkd.astype(self.dtype)) + b_o_d.astype(self.dtype)
 
 
-class _GeluMLP(nn.Module):
-  hidden_dim: int
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x_btd: jax.Array) -> jax.Array:
-    d = x_btd.shape[-1]
-    hidden_btf = _Linear(self.hidden_dim, (axes.EMBED, axes.MLP), dtype=self.dtype, param_dtype=self.param_dtype,
-                         name="fc_in")(x_btd)
-    hidden_btf = constrain(nn.gelu(hidden_btf, approximate=True), (axes.BATCH, axes.SEQ, axes.MLP))
-    return _Linear(d, (axes.MLP, axes.EMBED), dtype=self.dtype, param_dtype=self.param_dtype,
-                   name="fc_out")(hidden_btf)
-
-
 class DiTBlock(nn.Module):
   """x + gate * attn(modulate(LN(x))), then x + gate * mlp(modulate(LN(x))); modulation from c."""
 
@@ -249,10 +208,11 @@ class DiTBlock(nn.Module):
         6, dtype=dtype, param_dtype=param_dtype, name="modulation")(c_bd)
     attn = _SelfAttention2D(cfg.num_heads, cfg.head_dim, dtype=dtype, param_dtype=param_dtype,
                             implementation=cfg.attention_implementation, name="attention")
-    h_btd = attn(_modulate(_layer_norm(x_btd), shift_a, scale_a), rows_t, cols_t, rope_base=rope_base, scale=scale)
+    h_btd = attn(_modulate(layer_norm(x_btd, eps=_LN_EPS), shift_a, scale_a), rows_t, cols_t, rope_base=rope_base,
+                 scale=scale)
     x_btd = x_btd + gate_a[:, None, :] * h_btd
-    mlp = _GeluMLP(cfg.mlp_dim, dtype=dtype, param_dtype=param_dtype, name="mlp")
-    x_btd = x_btd + gate_m[:, None, :] * mlp(_modulate(_layer_norm(x_btd), shift_m, scale_m))
+    mlp = GeluMLP(cfg.mlp_dim, approximate=True, dtype=dtype, param_dtype=param_dtype, name="mlp")
+    x_btd = x_btd + gate_m[:, None, :] * mlp(_modulate(layer_norm(x_btd, eps=_LN_EPS), shift_m, scale_m))
     return constrain(x_btd, (axes.BATCH, axes.SEQ, axes.EMBED))
 
 
@@ -283,16 +243,16 @@ class DiT(nn.Module):
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     sigma_b = jnp.asarray(sigma_b)
     labels_b = None if labels_b is None else jnp.asarray(labels_b)
-    b, hh, ww = self._check_inputs(x_bhwc, sigma_b, labels_b, ntk_factor)
+    b, hh, ww = self._check_inputs(x_bhwc, sigma_b, labels_b)
+    rope_base = ntk_scaled_base(cfg.rope_theta, ntk_factor)
     p, d = cfg.patch_size, cfg.width
     h_tok, w_tok = hh // p, ww // p
     scale = softmax_scale(cfg.head_dim, h_tok * w_tok, cfg.train_tokens(), proportional_attention)
-    rope_base = float(cfg.rope_theta) * float(ntk_factor)
 
     # Patchify: [b, H, W, C] -> [b, h*w, p*p*C], tokens row-major over the patch grid.
     patches = x_bhwc.reshape(b, h_tok, p, w_tok, p, cfg.in_channels).transpose(0, 1, 3, 2, 4, 5)
     patches_btf = patches.reshape(b, h_tok * w_tok, cfg.patch_features)
-    x_btd = _Linear(d, (None, axes.EMBED), dtype=dtype, param_dtype=param_dtype, name="patch_embed")(patches_btf)
+    x_btd = Dense(d, (None, axes.EMBED), dtype=dtype, param_dtype=param_dtype, name="patch_embed")(patches_btf)
     x_btd = constrain(x_btd, (axes.BATCH, axes.SEQ, axes.EMBED))
 
     c_bd = self._conditioning(sigma_b, labels_b, dtype, param_dtype)
@@ -301,9 +261,9 @@ class DiT(nn.Module):
       x_btd = DiTBlock(cfg, name=f"block_{i}")(x_btd, c_bd, rows_t, cols_t, rope_base=rope_base, scale=scale)
 
     shift, scale_f = _Modulation(2, dtype=dtype, param_dtype=param_dtype, name="final_modulation")(c_bd)
-    x_btd = _modulate(_layer_norm(x_btd), shift, scale_f)
-    out_btf = _Linear(cfg.patch_features, (axes.EMBED, None), zero_init=True, dtype=dtype, param_dtype=param_dtype,
-                      name="final_proj")(x_btd)
+    x_btd = _modulate(layer_norm(x_btd, eps=_LN_EPS), shift, scale_f)
+    out_btf = Dense(cfg.patch_features, (axes.EMBED, None), kernel_init=nn.initializers.zeros, dtype=dtype,
+                    param_dtype=param_dtype, name="final_proj")(x_btd)
 
     # Unpatchify: [b, h*w, p*p*C] -> [b, H, W, C].
     out = out_btf.astype(jnp.float32).reshape(b, h_tok, w_tok, p, p, cfg.in_channels).transpose(0, 1, 3, 2, 4, 5)
@@ -316,8 +276,8 @@ class DiT(nn.Module):
     freqs_f = jnp.exp(-math.log(_SIGMA_MAX_PERIOD) * jnp.arange(half, dtype=jnp.float32) / half)
     angles_bf = 1000.0 * sigma_b.astype(jnp.float32)[:, None] * freqs_f
     feats_bf = jnp.concatenate([jnp.cos(angles_bf), jnp.sin(angles_bf)], axis=-1)
-    c_bd = _Linear(cfg.width, (None, axes.EMBED), dtype=dtype, param_dtype=param_dtype, name="sigma_embed_0")(feats_bf)
-    c_bd = _Linear(cfg.width, (axes.EMBED, None), dtype=dtype, param_dtype=param_dtype,
+    c_bd = Dense(cfg.width, (None, axes.EMBED), dtype=dtype, param_dtype=param_dtype, name="sigma_embed_0")(feats_bf)
+    c_bd = Dense(cfg.width, (axes.EMBED, None), dtype=dtype, param_dtype=param_dtype,
                    name="sigma_embed_1")(nn.silu(c_bd))
     if cfg.num_classes:
       if labels_b is None:
@@ -327,7 +287,7 @@ class DiT(nn.Module):
       c_bd = c_bd + jnp.take(table_nd, labels_b, axis=0).astype(dtype)
     return c_bd
 
-  def _check_inputs(self, x_bhwc, sigma_b, labels_b, ntk_factor) -> tuple[int, int, int]:
+  def _check_inputs(self, x_bhwc, sigma_b, labels_b) -> tuple[int, int, int]:
     cfg = self.config
     if x_bhwc.ndim != 4 or x_bhwc.shape[-1] != cfg.in_channels:
       raise ValueError(f"x_bhwc must be [batch, H, W, {cfg.in_channels}], got shape {x_bhwc.shape}.")
@@ -348,6 +308,4 @@ class DiT(nn.Module):
           raise ValueError(
               f"labels_b must lie in [0, {cfg.num_classes}] ({cfg.num_classes} is the null class), "
               f"got values in [{labels.min()}, {labels.max()}].")
-    if isinstance(ntk_factor, bool) or not isinstance(ntk_factor, numbers.Real) or not ntk_factor > 0:
-      raise ValueError(f"ntk_factor must be a number > 0, got {ntk_factor!r}.")
     return b, hh, ww

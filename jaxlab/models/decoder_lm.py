@@ -33,7 +33,7 @@ class DecoderBlock(nn.Module):
   def __call__(self, x_btd: jax.Array, positions_bt: jax.Array) -> jax.Array:
     c = self.config
     dtype = jnp.dtype(c.dtype)
-    norm = lambda name: RMSNorm(c.norm_eps, c.norm_implementation, name=name)
+    norm = lambda name: RMSNorm(eps=c.norm_eps, implementation=c.norm_implementation, name=name)
     attn = CausalSelfAttention(c.num_heads, c.head_dim, c.rope_base, dtype=dtype,
                                implementation=c.attention_implementation, name="attention")
     x_btd = x_btd + attn(norm("pre_attention_norm")(x_btd), positions_bt)
@@ -55,7 +55,7 @@ class DecoderLM(nn.Module):
     x_btd = constrain(x_btd, (axes.BATCH, axes.SEQ, axes.EMBED))
     for i in range(c.num_layers):
       x_btd = DecoderBlock(c, name=f"layer_{i}")(x_btd, positions_bt)
-    x_btd = RMSNorm(c.norm_eps, c.norm_implementation, name="final_norm")(x_btd)
+    x_btd = RMSNorm(eps=c.norm_eps, implementation=c.norm_implementation, name="final_norm")(x_btd)
     unembed = self.param(
         "unembed",
         param_with_axes(nn.initializers.lecun_normal(), (axes.EMBED, axes.VOCAB)),

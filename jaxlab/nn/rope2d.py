@@ -5,7 +5,12 @@ second by its column, each with the 1-D "rotate half" RoPE of `jaxlab.nn.rope` (
 base^(-j / (head_dim / 4)), j < head_dim / 4). A query-key product then depends only on the
 row offset and the column offset between the two tokens, so a model using it has no notion of
 absolute position and runs on grids of any size.
+
+`ntk_scaled_base` is NTK-aware scaling for sampling past the training grid: it multiplies the
+base, slowing every rotation so that far positions fall in angle ranges seen in training.
 """
+
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -55,3 +60,10 @@ def apply_rope_2d(x_bthk: jax.Array, rows_t: jax.Array, cols_t: jax.Array, *, ba
   by_row = apply_rope(x_bthk[..., :half], rows_bt, base=base)
   by_col = apply_rope(x_bthk[..., half:], cols_bt, base=base)
   return jnp.concatenate([by_row, by_col], axis=-1)
+
+
+def ntk_scaled_base(base: float, ntk_factor: float) -> float:
+  """The RoPE base times `ntk_factor` (> 0; 1 leaves it unchanged), as a Python float."""
+  if isinstance(ntk_factor, bool) or not isinstance(ntk_factor, numbers.Real) or not ntk_factor > 0:
+    raise ValueError(f"ntk_factor must be a number > 0, got {ntk_factor!r}.")
+  return float(base) * float(ntk_factor)

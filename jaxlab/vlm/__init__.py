@@ -1,6 +1,6 @@
-"""Vision-language models (InternVL3 style): image tiling, image-token layout, chat prompts, V2PE positions,
-the InternViT vision tower, pixel shuffle and the MLP projector, the full `InternVLModel`, its generation and
-Hugging Face checkpoint I/O."""
+"""Vision-language models (InternVL3 style): image tiling, image-token layout, chat prompts, the InternViT
+vision tower, pixel shuffle and the MLP projector, the full `InternVLModel`, its generation and Hugging Face
+checkpoint I/O. V2PE positions for its image tokens are `jaxlab.nn.v2pe`."""
 
 from jaxlab.vlm.chat_template import INTERNVL_SYSTEM_MESSAGE
 from jaxlab.vlm.chat_template import render_chat
@@ -32,12 +32,8 @@ from jaxlab.vlm.tiling import dynamic_preprocess
 from jaxlab.vlm.tiling import preprocess_images
 from jaxlab.vlm.tiling import preprocess_video_frames
 from jaxlab.vlm.tiling import tile_grid_candidates
-from jaxlab.vlm.v2pe import V2PE_DELTAS
 from jaxlab.vlm.vision import InternVisionConfig
 from jaxlab.vlm.vision import InternVisionModel
-from jaxlab.vlm.v2pe import sample_deltas
-from jaxlab.vlm.v2pe import v2pe_position_ids
-from jaxlab.vlm.v2pe import v2pe_position_ids_batch
 
 __all__ = [
     "InternVLConfig",
@@ -60,7 +56,6 @@ __all__ = [
     "IMG_END",
     "IMG_START",
     "INTERNVL_SYSTEM_MESSAGE",
-    "V2PE_DELTAS",
     "VIDEO_PLACEHOLDER",
     "as_rgb_array",
     "choose_tile_grid",
@@ -70,10 +65,7 @@ __all__ = [
     "preprocess_images",
     "preprocess_video_frames",
     "render_chat",
-    "sample_deltas",
     "tile_grid_candidates",
-    "v2pe_position_ids",
-    "v2pe_position_ids_batch",
     "video_token_block",
     "visual_token_layout",
 ]

@@ -23,8 +23,8 @@ import numpy as np
 from flax import traverse_util
 
 from jaxlab.models import hf_common, safetensors_io
+from jaxlab.models.hf_mapping import from_param, to_param
 from jaxlab.models.qwen2.hf_io import hf_rules
-from jaxlab.moe.models.hf_mapping import from_param, to_param
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
 from jaxlab.vlm import vision_hf
 from jaxlab.vlm.config import InternVLConfig

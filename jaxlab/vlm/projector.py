@@ -17,16 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.nn import Dense, LayerNorm
 from jaxlab.sharding import axes
-from jaxlab.vlm.vision import (
-    ACTIVATIONS,
-    InternVisionConfig,
-    InternVisionModel,
-    Linear,
-    Norm,
-    check_pixels,
-    resolve_feature_layer,
-)
+from jaxlab.vlm.vision import ACTIVATIONS, InternVisionConfig, InternVisionModel, check_pixels, resolve_feature_layer
 
 SELECT_STRATEGIES = ("default",)
 # torch's nn.LayerNorm default; transformers does not pass an eps to the projector's norm.
@@ -154,10 +147,11 @@ class MultiModalProjector(nn.Module):
   @nn.compact
   def __call__(self, tokens_ntc: jax.Array) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    x = Norm("layer_norm", PROJECTOR_NORM_EPS, self.param_dtype, name="layer_norm")(tokens_ntc.astype(self.dtype))
-    x = Linear(self.out_features, (axes.EMBED, axes.MLP), name="linear_1", **kw)(x)
+    norm = LayerNorm(eps=PROJECTOR_NORM_EPS, param_dtype=self.param_dtype, name="layer_norm")
+    x = norm(tokens_ntc.astype(self.dtype))
+    x = Dense(self.out_features, (axes.EMBED, axes.MLP), name="linear_1", **kw)(x)
     x = nn.gelu(x, approximate=False)
-    return Linear(self.out_features, (axes.MLP, axes.EMBED), name="linear_2", **kw)(x)
+    return Dense(self.out_features, (axes.MLP, axes.EMBED), name="linear_2", **kw)(x)
 
 
 def _unwrap(params: Any, what: str) -> Any:

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.moe.models.norm import rms_norm_hf
-from jaxlab.nn import dot_product_attention
+from jaxlab import ops
+from jaxlab.nn import Dense, LayerNorm, RMSNorm, dot_product_attention
 from jaxlab.ops.registry import check_implementation
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
@@ -154,50 +154,11 @@ class InternVisionConfig:
     return cls(**fields)
 
 
-def layer_norm_f32(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
-  """(x - mean) / sqrt(var + eps) * scale + bias over the last axis, in float32, cast back to x's dtype."""
-  x32 = x.astype(jnp.float32)
-  mean = jnp.mean(x32, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-  y = (x32 - mean) * jax.lax.rsqrt(var + eps)
-  return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
-
-
-class Norm(nn.Module):
-  """LayerNorm (`scale`, `bias` [D]) or transformers-rounded RMSNorm (`scale` [D]) over the last axis."""
-
-  kind: str
-  eps: float
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    d = x.shape[-1]
-    scale = self.param("scale", param_with_axes(nn.initializers.ones, (axes.EMBED,)), (d,), self.param_dtype)
-    if self.kind == "rms_norm":
-      return rms_norm_hf(x, scale, self.eps)
-    bias = self.param("bias", param_with_axes(nn.initializers.zeros, (axes.EMBED,)), (d,), self.param_dtype)
-    return layer_norm_f32(x, scale, bias, self.eps)
-
-
-class Linear(nn.Module):
-  """x @ kernel + bias, kernel [K, N] named by `kernel_axes`, bias [N] named like N."""
-
-  features: int
-  kernel_axes: tuple[str | None, str | None]
-  use_bias: bool = True
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    init = param_with_axes(nn.initializers.lecun_normal(), self.kernel_axes)
-    kernel_kn = self.param("kernel", init, (x.shape[-1], self.features), self.param_dtype)
-    y = jnp.einsum("...k,kn->...n", x.astype(self.dtype), kernel_kn.astype(self.dtype))
-    if self.use_bias:
-      bias_init = param_with_axes(nn.initializers.zeros, self.kernel_axes[1:])
-      y = y + self.param("bias", bias_init, (self.features,), self.param_dtype).astype(self.dtype)
-    return y
+def norm_layer(kind: str, eps: float, param_dtype=jnp.float32, name: str | None = None) -> nn.Module:
+  """`LayerNorm` (scale, bias [D]) or `RMSNorm` with transformers' rounding (scale [D]), by `kind` (NORM_TYPES)."""
+  if kind == "rms_norm":
+    return RMSNorm(eps=eps, rounding="transformers", param_dtype=param_dtype, name=name)
+  return LayerNorm(eps=eps, param_dtype=param_dtype, name=name)
 
 
 class InternVisionAttention(nn.Module):
@@ -234,7 +195,8 @@ class InternVisionAttention(nn.Module):
       # One RMSNorm across every head's features, as transformers normalizes before splitting heads.
       scale_hk = self.param(name, param_with_axes(nn.initializers.ones, head_axes), (h, hd), self.param_dtype)
       n, t = y_nthk.shape[:2]
-      y_ntd = rms_norm_hf(y_nthk.reshape(n, t, h * hd), scale_hk.reshape(h * hd), QK_NORM_EPS)
+      y_ntd = ops.rms_norm(y_nthk.reshape(n, t, h * hd), scale_hk.reshape(h * hd), eps=QK_NORM_EPS,
+                           rounding="transformers")
       return y_ntd.reshape(n, t, h, hd)
 
     q_nthk, k_nshk, v_nshk = project("q"), project("k"), project("v")
@@ -269,13 +231,14 @@ class InternVisionLayer(nn.Module):
     lambda_2 = self.param("lambda_2", scale_init, (c.hidden_size,), self.param_dtype)
 
     attn_ntd = InternVisionAttention(c, name="attention", **kw)(
-        Norm(c.norm_type, c.layer_norm_eps, self.param_dtype, name="norm_1")(x_ntd))
+        norm_layer(c.norm_type, c.layer_norm_eps, self.param_dtype, name="norm_1")(x_ntd))
     h_ntd = x_ntd + lambda_1.astype(self.dtype) * attn_ntd
 
-    y_ntd = Norm(c.norm_type, c.layer_norm_eps, self.param_dtype, name="norm_2")(h_ntd)
-    y_ntf = Linear(c.intermediate_size, (axes.EMBED, axes.MLP), name="fc1", **kw)(y_ntd)
+    y_ntd = norm_layer(c.norm_type, c.layer_norm_eps, self.param_dtype, name="norm_2")(h_ntd)
+    # fc1 / fc2 are children of the layer itself (not of a GeluMLP): the checkpoints name them so.
+    y_ntf = Dense(c.intermediate_size, (axes.EMBED, axes.MLP), name="fc1", **kw)(y_ntd)
     y_ntf = constrain(nn.gelu(y_ntf, approximate=False), (axes.BATCH, axes.SEQ, axes.MLP))
-    y_ntd = Linear(c.hidden_size, (axes.MLP, axes.EMBED), name="fc2", **kw)(y_ntf)
+    y_ntd = Dense(c.hidden_size, (axes.MLP, axes.EMBED), name="fc2", **kw)(y_ntf)
     return h_ntd + lambda_2.astype(self.dtype) * y_ntd
 
 
@@ -400,6 +363,6 @@ class InternVisionModel(nn.Module):
     for i in range(num_layers):
       x_ntd = InternVisionLayer(c, name=f"layer_{i}", **kw)(x_ntd)
     if final_norm:
-      x_ntd = Norm("layer_norm", c.layer_norm_eps, self.param_dtype, name="final_norm")(x_ntd)
+      x_ntd = LayerNorm(eps=c.layer_norm_eps, param_dtype=self.param_dtype, name="final_norm")(x_ntd)
     return x_ntd
 

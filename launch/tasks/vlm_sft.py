@@ -17,7 +17,7 @@ from ml_collections import ConfigDict
 
 from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
-from jaxlab.data.images.shapes import ShapesSource
+from jaxlab.vlm.shapes_task import ShapesSource
 from jaxlab.models.qwen2 import Qwen2Config
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step

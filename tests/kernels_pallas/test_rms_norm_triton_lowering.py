@@ -17,17 +17,18 @@ def _lower_for_cuda(fn, *specs) -> str:
   return jax.jit(fn).trace(*specs).lower(lowering_platforms=("cuda",)).as_text()
 
 
+@pytest.mark.parametrize("rounding", ["float32", "transformers"])
 @pytest.mark.parametrize(
     "num_rows, row_length, dtype",
     [(1000, 257, jnp.bfloat16), (4096, 4096, jnp.bfloat16), (8, 65536, jnp.float32), (100_000, 64, jnp.float16)],
 )
-def test_forward_and_backward_lower_to_two_triton_calls(num_rows, row_length, dtype):
+def test_forward_and_backward_lower_to_two_triton_calls(num_rows, row_length, dtype, rounding):
   config = RmsNormBlockConfig.heuristic(row_length, num_rows)
   x = jax.ShapeDtypeStruct((num_rows, row_length), dtype)
   scale = jax.ShapeDtypeStruct((row_length,), jnp.float32)
 
   def forward_and_backward(x, scale, dy):
-    y, vjp = jax.vjp(lambda a, b: rms_norm_triton.rms_norm_rows(a, b, 1e-6, config, False), x, scale)
+    y, vjp = jax.vjp(lambda a, b: rms_norm_triton.rms_norm_rows(a, b, 1e-6, rounding, config, False), x, scale)
     return y, vjp(dy)
 
   text = _lower_for_cuda(forward_and_backward, x, scale, x)
@@ -41,7 +42,7 @@ def test_vmapped_kernels_lower():
   scale = jax.ShapeDtypeStruct((3, 100), jnp.float32)
 
   def loss(x, scale):
-    norm = lambda a, b: rms_norm_triton.rms_norm_rows(a, b, 1e-6, config, False)
+    norm = lambda a, b: rms_norm_triton.rms_norm_rows(a, b, 1e-6, "float32", config, False)
     return jnp.sum(jnp.sin(jax.vmap(norm)(x, scale)))
 
   assert _lower_for_cuda(jax.grad(loss, argnums=(0, 1)), x, scale).count("xla.gpu.triton") == 2

@@ -73,6 +73,77 @@ def test_values_and_gradients_match_reference(implementation, interpret, leading
   assert_close(dscale, dscale_ref, dtype, "dscale", atol_scale=np.sqrt(num_rows))
 
 
+def _transformers_formula(x, scale, eps):
+  """transformers' Llama-family RMSNorm: normalize in float32, cast to x's dtype, then times the weight."""
+  x32 = x.astype(jnp.float32)
+  variance = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+  return scale.astype(x.dtype) * (x32 * jax.lax.rsqrt(variance + eps)).astype(x.dtype)
+
+
+# (x dtype, scale dtype): a float32 gain as the models store it, and a gain already in x's dtype.
+ROUNDING_DTYPES = [
+    pytest.param(jnp.bfloat16, jnp.float32, id="bf16-f32scale"),
+    pytest.param(jnp.bfloat16, jnp.bfloat16, id="bf16-bf16scale"),
+    pytest.param(jnp.float32, jnp.float32, id="f32"),
+]
+
+
+@pytest.mark.parametrize("dtype, scale_dtype", ROUNDING_DTYPES)
+@pytest.mark.parametrize("implementation, interpret", IMPLEMENTATIONS)
+def test_transformers_rounding_equals_the_transformers_formula_bit_for_bit(
+    implementation, interpret, dtype, scale_dtype
+):
+  x, _, _ = _inputs((3, 7), 257, dtype, seed=9)
+  _, scale, _ = _inputs((3, 7), 257, scale_dtype, seed=10)
+  fn = lambda a, b: ops.rms_norm(a, b, eps=1e-6, rounding="transformers", implementation=implementation,
+                                 interpret=interpret)
+  y = jax.jit(fn)(x, scale)
+  want = jax.jit(lambda a, b: _transformers_formula(a, b, 1e-6))(x, scale)
+  assert y.dtype == want.dtype == dtype
+  if implementation != "xla" and dtype == jnp.float32:
+    # The kernel sums the mean square in another order; float32 keeps that last-bit difference.
+    assert_close(y, want, dtype, "y")
+  else:
+    np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(want, np.float32))
+
+
+@pytest.mark.parametrize("leading, row_length, dtype, eps", [CASES[0], CASES[3], CASES[4]])
+@pytest.mark.parametrize("implementation, interpret", IMPLEMENTATIONS)
+def test_transformers_rounding_gradients_match_reference_autodiff(implementation, interpret, leading, row_length,
+                                                                   dtype, eps):
+  x, scale, dy = _inputs(leading, row_length, dtype, seed=11)
+  fn = lambda a, b: ops.rms_norm(a, b, eps=eps, rounding="transformers", implementation=implementation,
+                                 interpret=interpret)
+  y, dx, dscale = _value_and_vjp(fn, x, scale, dy)
+  reference = lambda a, b: rms_norm_reference(a, b, eps=eps, rounding="transformers")
+  y_ref, dx_ref, dscale_ref = _value_and_vjp(reference, x, scale, dy)
+  assert (y.dtype, dx.dtype, dscale.dtype) == (dtype, dtype, scale.dtype)
+  assert_close(y, y_ref, dtype, "y")
+  assert_close(dx, dx_ref, dtype, "dx")
+  num_rows = int(np.prod(leading))
+  assert_close(dscale, dscale_ref, dtype, "dscale", atol_scale=np.sqrt(num_rows))
+
+
+@pytest.mark.parametrize("implementation, interpret", IMPLEMENTATIONS)
+def test_the_two_roundings_differ_in_bfloat16_and_agree_in_float32(implementation, interpret):
+  outputs = {}
+  for dtype in (jnp.bfloat16, jnp.float32):
+    x, scale, _ = _inputs((4,), 100, dtype, seed=12)
+    for rounding in ("float32", "transformers"):
+      fn = lambda a, b: ops.rms_norm(a, b, rounding=rounding, implementation=implementation, interpret=interpret)
+      outputs[dtype, rounding] = np.asarray(jax.jit(fn)(x, scale), np.float32)
+  assert np.any(outputs[jnp.bfloat16, "float32"] != outputs[jnp.bfloat16, "transformers"])
+  np.testing.assert_array_equal(outputs[jnp.float32, "float32"], outputs[jnp.float32, "transformers"])
+
+
+def test_unknown_rounding_is_value_error():
+  with pytest.raises(ValueError, match="rounding"):
+    ops.rms_norm(jnp.ones((2, 4)), jnp.ones(4), rounding="bfloat16")
+  with pytest.raises(ValueError, match="rounding"):
+    ops.resolve_rms_norm(jnp.ones((2, 4)), jnp.ones(4), rounding="hf")
+  assert ops.resolve_rms_norm(jnp.ones((2, 4)), jnp.ones(4), rounding="transformers") == "xla"
+
+
 @pytest.mark.parametrize("implementation, interpret", IMPLEMENTATIONS)
 def test_under_jit_grad_and_vmap(implementation, interpret):
   # vmap over a batch of (x, scale) pairs, each with several rows; grad of a nonlinear loss.

@@ -15,8 +15,9 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from jaxlab.models.qwen2 import Qwen2Config
+from jaxlab.nn import v2pe_position_ids_batch
 from jaxlab.vlm import (InternVisionConfig, InternVLConfig, InternVLModel, ProjectorConfig,
-                        load_pretrained, save_pretrained, v2pe_position_ids_batch, visual_token_layout)
+                        load_pretrained, save_pretrained, visual_token_layout)
 from jaxlab.vlm import generate as vlm_generate
 from jaxlab.vlm.model import init_variables
 

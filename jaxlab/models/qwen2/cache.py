@@ -15,10 +15,8 @@ import jax.numpy as jnp
 
 from jaxlab import _compat
 from jaxlab.models.qwen2.config import Qwen2Config
-from jaxlab.sharding import axes
+from jaxlab.nn.attention import KV_AXES
 from jaxlab.sharding.annotate import constrain
-
-KV_AXES = (axes.BATCH, axes.SEQ, axes.KV_HEADS, axes.HEAD_DIM)
 
 
 class KVCache(NamedTuple):

@@ -12,7 +12,8 @@ Tensor names (torch Linear weights are [out, in]; kernels are their transpose):
   lm_head.weight [V, D]                                   -> lm_head/kernel (absent, or ignored, when tied)
 
 Reading and writing safetensors (single file or sharded index), the per-tensor transposes and the
-file-by-file atomic export (other files in the directory kept) are those of `jaxlab.moe.models`.
+file-by-file atomic export (other files in the directory kept) are those of `jaxlab.models.hf_mapping` and
+`jaxlab.models.hf_common`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import numpy as np
 from flax import traverse_util
 
 from jaxlab.models import hf_common, safetensors_io
+from jaxlab.models.hf_mapping import Rule, from_param, to_param
 from jaxlab.models.qwen2.config import Qwen2Config
 from jaxlab.models.qwen2.model import Qwen2LM
-from jaxlab.moe.models.hf_mapping import Rule, from_param, to_param
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
 
 CONFIG_NAME = hf_common.CONFIG_NAME

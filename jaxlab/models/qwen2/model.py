@@ -1,8 +1,9 @@
 """`Qwen2LM`: the dense Qwen2 / Qwen2.5 decoder in Linen, with padding masks, a KV cache and embedding input.
 
-Built from the transformers-exact pieces of `jaxlab.moe.models` (projections laid out as torch
-Linear weights transposed, RoPE with cos/sin computed in float32 and rotated in the compute dtype,
-HFRMSNorm), so a converted checkpoint gives transformers' logits.
+Built from the transformers-exact layers of `jaxlab.nn` (`GroupedQueryAttention`: projections laid
+out as torch Linear weights transposed, RoPE with cos/sin computed in float32 and rotated in the
+compute dtype; `SwiGLUMLP`; `RMSNorm` with transformers' rounding), so a converted checkpoint gives
+transformers' logits.
 
 Parameter tree (fixed: checkpoint conversion relies on it):
 
@@ -26,24 +27,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab import _compat, ops
-from jaxlab.models.qwen2.cache import KV_AXES, KVCache, check_cache
+from jaxlab import _compat
+from jaxlab.models.qwen2.cache import KVCache, check_cache
 from jaxlab.models.qwen2.config import Qwen2Config
-from jaxlab.moe.models.attention import Projection, apply_rotary, rope_cos_sin
-from jaxlab.moe.models.norm import HFRMSNorm
-from jaxlab.nn import Embed, dot_product_attention
+from jaxlab.nn import Embed, GroupedQueryAttention, RMSNorm, SwiGLUMLP
 from jaxlab.ops import AttentionMask
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 
 _BSE = (axes.BATCH, axes.SEQ, axes.EMBED)
-_Q_AXES = (axes.BATCH, axes.SEQ, axes.HEADS, axes.HEAD_DIM)
 
 
-class Qwen2Attention(nn.Module):
-  """GQA self-attention with RoPE and q/k/v bias; with a layer cache, new keys/values go to slots [index, index+T).
+def _rms_norm(config: Qwen2Config, param_dtype, name: str) -> RMSNorm:
+  return RMSNorm(eps=config.rms_norm_eps, rounding="transformers", param_dtype=param_dtype, name=name)
 
-  Returns (y_btd, (keys_bsvk, values_bsvk) of the updated cache, or None without one).
+
+class Qwen2DecoderLayer(nn.Module):
+  """Pre-norm attention then pre-norm SwiGLU, each with a residual; returns (x_btd, updated layer cache).
+
+  With a layer cache, new keys/values go to slots [index, index+T) (see `GroupedQueryAttention`).
   """
 
   config: Qwen2Config
@@ -55,71 +57,17 @@ class Qwen2Attention(nn.Module):
                valid_bs: jax.Array | None = None):
     c = self.config
     dtype = jnp.dtype(c.dtype)
-    b, t, _ = x_btd.shape
-    h, kv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-    proj = lambda name, n, out_axis: Projection(
-        n, (axes.EMBED, out_axis), c.attention_bias, dtype, self.param_dtype, name=name
+    x_btd = x_btd.astype(dtype)
+    attention = GroupedQueryAttention(
+        num_heads=c.num_attention_heads, num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim,
+        rope_theta=c.rope_theta, qkv_bias=c.attention_bias, out_bias=False, dtype=dtype,
+        param_dtype=self.param_dtype, implementation=c.attention_implementation, name="attention",
     )
-    q_bthk = proj("q", h * hd, axes.HEADS)(x_btd).reshape(b, t, h, hd)
-    k_btvk = proj("k", kv * hd, axes.KV_HEADS)(x_btd).reshape(b, t, kv, hd)
-    v_btvk = proj("v", kv * hd, axes.KV_HEADS)(x_btd).reshape(b, t, kv, hd)
-    cos_btk, sin_btk = rope_cos_sin(positions_bt, hd, c.rope_theta, dtype)
-    q_bthk = constrain(apply_rotary(q_bthk, cos_btk, sin_btk), _Q_AXES)
-    k_bsvk = constrain(apply_rotary(k_btvk, cos_btk, sin_btk), KV_AXES)
-    v_bsvk = constrain(v_btvk, KV_AXES)
-    new_cache = None
-    if kv_cache is not None:
-      keys_bsvk, values_bsvk = kv_cache
-      start = (0, index, 0, 0)
-      k_bsvk = constrain(jax.lax.dynamic_update_slice(keys_bsvk, k_bsvk.astype(keys_bsvk.dtype), start), KV_AXES)
-      v_bsvk = constrain(jax.lax.dynamic_update_slice(values_bsvk, v_bsvk.astype(values_bsvk.dtype), start), KV_AXES)
-      new_cache = (k_bsvk, v_bsvk)
-    if kv_cache is None:
-      out_bthk = dot_product_attention(q_bthk, k_bsvk.astype(dtype), v_bsvk.astype(dtype), mask,
-                                       implementation=c.attention_implementation)
-    else:
-      # Query t sits at slot index + t; slots past it (not yet written) are hidden by causality.
-      out_bthk = ops.attention_decode(q_bthk, k_bsvk.astype(dtype), v_bsvk.astype(dtype), index, kv_valid_bs=valid_bs,
-                                      implementation=c.attention_implementation)
-    out_btf = out_bthk.reshape(b, t, h * hd)
-    o = Projection(c.hidden_size, (axes.HEADS, axes.EMBED), False, dtype, self.param_dtype, name="o")
-    return o(out_btf), new_cache
-
-
-class Qwen2MLP(nn.Module):
-  """down(silu(gate(x)) * up(x)), no biases."""
-
-  config: Qwen2Config
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x_btd: jax.Array) -> jax.Array:
-    c = self.config
-    dtype = jnp.dtype(c.dtype)
-    proj = lambda name, n, kernel_axes: Projection(n, kernel_axes, False, dtype, self.param_dtype, name=name)
-    gate_bti = proj("gate", c.intermediate_size, (axes.EMBED, axes.MLP))(x_btd)
-    up_bti = proj("up", c.intermediate_size, (axes.EMBED, axes.MLP))(x_btd)
-    hidden_bti = constrain(jax.nn.silu(gate_bti) * up_bti, (axes.BATCH, axes.SEQ, axes.MLP))
-    return proj("down", c.hidden_size, (axes.MLP, axes.EMBED))(hidden_bti)
-
-
-class Qwen2DecoderLayer(nn.Module):
-  """Pre-norm attention then pre-norm SwiGLU, each with a residual; returns (x_btd, updated layer cache)."""
-
-  config: Qwen2Config
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x_btd: jax.Array, positions_bt: jax.Array, mask: AttentionMask | None,
-               kv_cache: tuple[jax.Array, jax.Array] | None = None, index: jax.Array | None = None,
-               valid_bs: jax.Array | None = None):
-    c = self.config
-    norm = lambda name: HFRMSNorm(c.rms_norm_eps, axes.EMBED, self.param_dtype, name=name)
-    x_btd = x_btd.astype(jnp.dtype(c.dtype))
-    attention = Qwen2Attention(c, self.param_dtype, name="attention")
-    y_btd, new_cache = attention(norm("input_norm")(x_btd), positions_bt, mask, kv_cache, index, valid_bs)
+    y_btd, new_cache = attention(_rms_norm(c, self.param_dtype, "input_norm")(x_btd), positions_bt, mask, kv_cache,
+                                 index, valid_bs)
     x_btd = constrain(x_btd + y_btd, _BSE)
-    x_btd = constrain(x_btd + Qwen2MLP(c, self.param_dtype, name="mlp")(norm("post_attention_norm")(x_btd)), _BSE)
+    mlp = SwiGLUMLP(c.intermediate_size, dtype=dtype, param_dtype=self.param_dtype, name="mlp")
+    x_btd = constrain(x_btd + mlp(_rms_norm(c, self.param_dtype, "post_attention_norm")(x_btd)), _BSE)
     return x_btd, new_cache
 
 
@@ -153,7 +101,7 @@ class Qwen2LM(nn.Module):
     dtype = jnp.dtype(c.dtype)
     self.token_embed = Embed(c.vocab_size, c.hidden_size, dtype=dtype, param_dtype=self.param_dtype, name="embed")
     self.layers = [Qwen2DecoderLayer(c, self.param_dtype, name=f"layers_{i}") for i in range(c.num_hidden_layers)]
-    self.final_norm = HFRMSNorm(c.rms_norm_eps, axes.EMBED, self.param_dtype, name="final_norm")
+    self.final_norm = _rms_norm(c, self.param_dtype, "final_norm")
     if not c.tie_word_embeddings:
       self.lm_head = LMHead(c.vocab_size, c.hidden_size, self.param_dtype, name="lm_head")
 

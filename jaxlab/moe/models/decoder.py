@@ -16,7 +16,7 @@ Parameter tree of `MoEDecoderLM` (fixed: checkpoint conversion and quantization 
   lm_head/kernel [D, V]                                                   (absent when tied)
 
 gate = first F columns of gate_up, up = last F. Every expert weight (routed, shared, dense) may
-be a `jaxlab.quant.ExpertWeights` of the same [E, K, N] in the params given to `apply`.
+be a `jaxlab.quant_formats.ExpertWeights` of the same [E, K, N] in the params given to `apply`.
 
 `embed_tokens`, `apply_layer`, `apply_head` and `layer_inputs` run the same modules one piece at
 a time (calibration, GPTQ): apply_head(apply_layer(... apply_layer(embed_tokens(...)))) is the
@@ -33,15 +33,18 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.moe.layer import MoEFeedForward, as_compute, dense_swiglu, expert_param
-from jaxlab.moe.models.attention import GroupedQueryAttention
+from jaxlab.moe.models.attention import grouped_query_attention
 from jaxlab.moe.models.config import MoELMConfig
-from jaxlab.moe.models.norm import HFRMSNorm
 from jaxlab.moe.router import MoEAux
-from jaxlab.nn import Embed
+from jaxlab.nn import Embed, RMSNorm
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
 
 _BSE = (axes.BATCH, axes.SEQ, axes.EMBED)
+
+
+def _rms_norm(config: MoELMConfig, param_dtype=jnp.float32, name: str | None = None) -> RMSNorm:
+  return RMSNorm(eps=config.rms_norm_eps, rounding="transformers", param_dtype=param_dtype, name=name)
 
 
 class MoELMAux(NamedTuple):
@@ -111,10 +114,11 @@ class MoEDecoderLayer(nn.Module):
   def __call__(self, x_btd: jax.Array, positions_bt: jax.Array) -> tuple[jax.Array, MoEAux]:
     c = self.config
     dtype = jnp.dtype(c.dtype)
-    norm = lambda name: HFRMSNorm(c.rms_norm_eps, axes.EMBED, self.param_dtype, name=name)
+    norm = lambda name: _rms_norm(c, self.param_dtype, name)
     x_btd = x_btd.astype(dtype)
-    attention = GroupedQueryAttention(c, self.param_dtype, name="attention")
-    x_btd = constrain(x_btd + attention(norm("input_norm")(x_btd), positions_bt), _BSE)
+    attention = grouped_query_attention(c, self.param_dtype, name="attention")
+    y_btd, _ = attention(norm("input_norm")(x_btd), positions_bt)
+    x_btd = constrain(x_btd + y_btd, _BSE)
     h_btd = norm("post_attention_norm")(x_btd)
     if self.sparse:
       shared = c.shared_expert_intermediate_size
@@ -172,7 +176,7 @@ class MoEDecoderLM(nn.Module):
       layer = MoEDecoderLayer(c, c.is_moe_layer(i), self.param_dtype, name=f"layers_{i}")
       x_btd, aux = layer(x_btd, positions_bt)
       per_layer.append(aux)
-    x_btd = HFRMSNorm(c.rms_norm_eps, axes.EMBED, self.param_dtype, name="final_norm")(x_btd)
+    x_btd = _rms_norm(c, self.param_dtype, "final_norm")(x_btd)
     if c.tie_word_embeddings:
       table = embed.table_vd
     else:
@@ -224,7 +228,7 @@ def apply_layer(config: MoELMConfig, layer_params, x_btd: jax.Array, positions_b
 @functools.partial(jax.jit, static_argnums=0)
 def apply_head(config: MoELMConfig, params, x_btd: jax.Array) -> jax.Array:
   """Final norm and unembedding of the last layer's output: [B, T, D] -> [B, T, V] float32 logits."""
-  x_btd = HFRMSNorm(config.rms_norm_eps, axes.EMBED).apply({"params": params["final_norm"]}, x_btd)
+  x_btd = _rms_norm(config).apply({"params": params["final_norm"]}, x_btd)
   tied = config.tie_word_embeddings
   table = params["embed"]["embedding"] if tied else params["lm_head"]["kernel"]
   return _logits(x_btd, table, tied, jnp.dtype(config.dtype))

@@ -2,7 +2,7 @@
 
 Loading reads config.json and `model.safetensors` (or the shards of
 `model.safetensors.index.json`) with numpy, accepts per layer either the per-expert hub layout or
-the fused layout of transformers 5 (see `hf_mapping`), and checks every name and shape against
+the fused layout of transformers 5 (see `hf_rules`), and checks every name and shape against
 the config before reading any data; a NaN or infinity in a tensor is refused with its name. Saving
 writes the per-expert hub layout, which every transformers version loads, next to whatever else
 the target directory holds (see `hf_common.write_checkpoint`).
@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxlab.models import hf_common, safetensors_io
-from jaxlab.moe.models import hf_mapping
+from jaxlab.models import hf_common, hf_mapping, safetensors_io
+from jaxlab.moe.models import hf_rules
 from jaxlab.moe.models.config import MoELMConfig
 from jaxlab.moe.models.decoder import MoEDecoderLM
-from jaxlab.quant import ExpertWeights
+from jaxlab.quant_formats import ExpertWeights
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
 
 CONFIG_NAME = hf_common.CONFIG_NAME
@@ -38,7 +38,7 @@ def _plan(config: MoELMConfig, checkpoint: safetensors_io.Checkpoint, where: str
   present: dict[str, str] = {}
   clashes = []
   for name in checkpoint.names:
-    canonical = hf_mapping.canonical_name(config, name)
+    canonical = hf_rules.canonical_name(config, name)
     if canonical in present:
       clashes.append(f"{present[canonical]} / {name}")
     present[canonical] = name
@@ -46,14 +46,14 @@ def _plan(config: MoELMConfig, checkpoint: safetensors_io.Checkpoint, where: str
     raise ValueError(f"{where} holds the same tensor under two spellings: {clashes}")
   fused = frozenset(
       i for i in range(config.num_layers)
-      if config.is_moe_layer(i) and any(n in present for n in hf_mapping.fused_names(config, i))
+      if config.is_moe_layer(i) and any(n in present for n in hf_rules.fused_names(config, i))
   )
-  plan = hf_mapping.rules(config, fused)
+  plan = hf_rules.rules(config, fused)
   expected = {name for rule in plan for name in rule.names}
   missing = [name for rule in plan for name in rule.names if name not in present]
   unexpected = sorted(
       original for canonical, original in present.items()
-      if canonical not in expected and not hf_mapping.is_ignored(config, canonical)
+      if canonical not in expected and not hf_rules.is_ignored(config, canonical)
   )
   if missing or unexpected:
     raise ValueError(
@@ -126,7 +126,7 @@ def _check_params(config: MoELMConfig, params) -> dict[tuple[str, ...], Any]:
   if quantized:
     raise TypeError(
         f"save_pretrained writes float tensors; {quantized} are ExpertWeights "
-        "(dequantize them first, e.g. jaxlab.quant.dequantize_experts)"
+        "(dequantize them first, e.g. jaxlab.quant_formats.dequantize_experts)"
     )
   hf_common.check_param_tree(flat, traverse_util.flatten_dict(nn.unbox(_abstract_params(config))))
   return flat
@@ -163,7 +163,7 @@ def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = Fals
   hf_common.check_shard_bytes(max_shard_bytes)
   path = hf_common.prepare_export_dir(path, overwrite=overwrite, marker=EXPORT_MARKER, what="MoE")
   flat = _check_params(config, params)
-  plan = hf_mapping.rules(config)
+  plan = hf_rules.rules(config)
   dtype, shards = hf_common.rule_shards(flat, plan, max_shard_bytes, hf_mapping.from_param)
   hf_config = dict(config.to_hf_dict(), dtype=dtype, torch_dtype=dtype)
   hf_common.write_checkpoint(path, hf_config, shards, EXPORT_MARKER)

@@ -12,7 +12,7 @@ import pytest
 
 from jaxlab import _compat
 from jaxlab.models.qwen2 import KVCache, Qwen2Config, Qwen2LM, init_cache
-from jaxlab.moe.models.attention import rope_cos_sin
+from jaxlab.nn import rope_cos_sin
 from jaxlab.sharding import assert_params_sharded, axis_rules, logical_rules, logical_to_shardings, make_mesh
 
 from . import random_params

@@ -110,6 +110,7 @@ def test_layerwise_helpers_compose_to_the_model():
 
 def test_quantized_expert_weights_in_params_match_their_dequantized_floats():
   from jaxlab.quant import rtn
+  from jaxlab.quant_formats import dequantize_experts
 
   config = MoELMConfig(
       "qwen2_moe", vocab_size=64, hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=32,
@@ -130,7 +131,7 @@ def test_quantized_expert_weights_in_params_match_their_dequantized_floats():
   for sub, names in ((dequantized["layers_0"]["moe"], ("gate_up", "down", "shared_gate_up", "shared_down")),
                      (dequantized["layers_1"]["mlp"], ("gate_up",))):
     for name in names:
-      sub[name] = rtn.dequantize_experts(sub[name])
+      sub[name] = dequantize_experts(sub[name])
 
   # 2-4 bit weights move far from the floats: matching the dequantized model shows they were used.
   moved = dequantized["layers_0"]["moe"]["down"] - params["layers_0"]["moe"]["down"]

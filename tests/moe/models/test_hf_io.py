@@ -249,7 +249,7 @@ def test_resave_keeps_the_tokenizer_and_other_files_and_drops_stale_shards(tmp_p
 
 
 def test_failed_save_leaves_the_previous_export_and_tokenizer(tmp_path, monkeypatch):
-  from jaxlab.moe.models import hf_mapping
+  from jaxlab.models import hf_mapping
 
   config, params, path = _export("qwen3_moe", tmp_path, max_shard_bytes=8_000)
   (path / "tokenizer.json").write_text('{"version": "1.0"}')

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxlab.nn.v2pe import V2PE_DELTAS, sample_deltas, v2pe_position_ids
 from jaxlab.vlm.chat_template import IM_END, IM_START, render_chat
 from jaxlab.vlm.image_tokens import IMG_CONTEXT, IMG_END, IMG_START, expand_image_tokens
 from jaxlab.vlm.tiling import IMAGENET_MEAN, IMAGENET_STD
-from jaxlab.vlm.v2pe import V2PE_DELTAS, sample_deltas, v2pe_position_ids
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue")
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
@@ -128,7 +128,7 @@ class ShapesSource:
       min_fraction, max_fraction: shape size range as fractions of the tile, 0 < min <= max <= 1.
       seed: non-negative int; record i depends only on (seed, i).
       length: number of records, >= 1.
-      v2pe_delta: None: records carry no positions. A delta in `jaxlab.vlm.v2pe.V2PE_DELTAS`: each
+      v2pe_delta: None: records carry no positions. A delta in `jaxlab.nn.v2pe.V2PE_DELTAS`: each
         record gets "positions", the V2PE positions of its input ids with that step for the image
         tokens (inference). "sample": a delta drawn per record from (seed, i) (V2PE training).
     """

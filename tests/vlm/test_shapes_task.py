@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from jaxlab.data.images.shapes import COLOURS, SHAPES, ShapesSource, ShapesVocab, draw_shape, unnormalize
-from jaxlab.vlm.v2pe import V2PE_DELTAS, v2pe_position_ids
+from jaxlab.vlm.shapes_task import COLOURS, SHAPES, ShapesSource, ShapesVocab, draw_shape, unnormalize
+from jaxlab.nn.v2pe import V2PE_DELTAS, v2pe_position_ids
 
 _RGB = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1)}
 

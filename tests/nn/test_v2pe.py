@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlab.vlm import V2PE_DELTAS, sample_deltas, v2pe_position_ids, v2pe_position_ids_batch
+from jaxlab.nn import V2PE_DELTAS, sample_deltas, v2pe_position_ids, v2pe_position_ids_batch
 
 
 def _loop_reference(is_visual, image_index, deltas):
