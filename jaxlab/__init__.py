@@ -8,9 +8,14 @@ import importlib
 
 __version__ = "0.1.0"
 
+# Every package and public module, lowest layer first (docs/ARCHITECTURE.md).
 _LAZY_SUBMODULES = (
-    "checkpoint", "data", "eval", "flow", "metrics", "models", "moe", "nn", "ops", "quant", "sharding", "splat", "testing",
-    "train",
+    "files", "quant_formats", "sharding", "testing",  # foundation
+    "ops",
+    "nn", "quant",
+    "checkpoint", "data", "eval", "metrics", "train",
+    "flow", "models", "moe", "splat", "vlm",  # families
+    "mxmoe",  # pipelines
 )
 
 

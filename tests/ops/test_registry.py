@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxlab import ops
 from jaxlab.ops import registry
 
 
@@ -172,3 +173,47 @@ def test_check_implementation_returns_a_hashable_setting(value, want):
 def test_check_implementation_names_the_setting(value):
   with pytest.raises(ValueError, match="Config.attention_implementation"):
     registry.check_implementation("Config.attention_implementation", value)
+
+
+# One policy for every op's kernel import (registry.load_kernel).
+
+def _import_failing_with(missing_name):
+  real_import = registry.importlib.import_module
+
+  def fake_import(name, *args, **kwargs):
+    if name.startswith("kernels_pallas.") and name.endswith(".triton"):
+      raise ModuleNotFoundError(f"No module named {missing_name!r}", name=missing_name)
+    return real_import(name, *args, **kwargs)
+
+  return fake_import
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ops.rms_norm(jnp.ones((2, 8)), jnp.ones((8,)), implementation=("pallas_triton", "xla"), interpret=True),
+    lambda: ops.attention(jnp.ones((1, 4, 2, 16)), jnp.ones((1, 4, 2, 16)), jnp.ones((1, 4, 2, 16)),
+                          implementation=("pallas_triton", "xla"), interpret=True),
+])
+def test_a_kernel_missing_a_third_party_module_falls_back_and_is_recorded(monkeypatch, caplog, call):
+  monkeypatch.setattr(registry, "_UNAVAILABLE", {})
+  monkeypatch.setattr(registry.importlib, "import_module", _import_failing_with("triton_lowering_extra"))
+  with caplog.at_level(logging.INFO, logger="jaxlab.ops"):
+    call()
+  assert any("running xla after skipping pallas_triton" in r.getMessage() for r in caplog.records)
+  (reason,) = registry.unavailable_kernels().values()
+  assert "triton_lowering_extra" in reason
+
+
+@pytest.mark.parametrize("missing", ["kernels_pallas.rms_norm.helpers", "jaxlab.quant_formats.gone"])
+def test_a_broken_kernel_module_raises_instead_of_falling_back(monkeypatch, missing):
+  monkeypatch.setattr(registry.importlib, "import_module", _import_failing_with(missing))
+  with pytest.raises(ModuleNotFoundError, match=missing.split(".")[-1]):
+    ops.rms_norm(jnp.ones((2, 8)), jnp.ones((8,)), implementation=("pallas_triton", "xla"), interpret=True)
+
+
+def test_a_kernel_that_fails_at_import_raises(monkeypatch):
+  def broken(name, *args, **kwargs):
+    raise SyntaxError("invalid syntax (triton.py, line 3)")
+
+  monkeypatch.setattr(registry.importlib, "import_module", broken)
+  with pytest.raises(SyntaxError):
+    registry.load_kernel("pallas_triton", "kernels_pallas.rms_norm.triton")
