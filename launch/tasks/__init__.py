@@ -8,7 +8,7 @@ import importlib
 
 TASKS = {
     "flow_train": "launch.tasks.flow_train",
-    "lm_sort": "launch.tasks.lm_sort",
+    "lm_tiny": "launch.tasks.lm_tiny",
     "moe_lm": "launch.tasks.moe_lm",
     "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
     "splat_fit": "launch.tasks.splat_fit",
