@@ -10,6 +10,8 @@ import pytest
 
 from tests.e2e.conftest import result, run, run_env
 
+pytestmark = pytest.mark.e2e
+
 FEW_STEPS = {"train.num_steps": 2, "train.log_every": 1, "train.eval_every": 0, "checkpoint.save_every": 2}
 TRAINING = {
     "lm_tiny": ("configs/lm_tiny.py", {}),

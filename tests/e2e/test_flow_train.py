@@ -14,7 +14,7 @@ from launch.config_loader import apply_overrides, load_config
 from launch.tasks import flow_train
 
 # About two minutes on 2 cores (compiling the DiT at three resolutions dominates).
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 OVERRIDES = {"mesh.data": 1, "mesh.fsdp": -1, "train.num_steps": 12, "train.log_every": 4, "train.eval_every": 6,
              "checkpoint.save_every": 100, "sampling.per_class": 1}

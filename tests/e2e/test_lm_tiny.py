@@ -9,6 +9,8 @@ import pytest
 from jaxlab.metrics import read_metrics
 from tests.e2e.conftest import REPO, finish, result, run, start_run
 
+pytestmark = pytest.mark.e2e
+
 
 def _smoke_target() -> float:
   spec = importlib.util.spec_from_file_location("lm_tiny", REPO / "configs" / "lm_tiny.py")

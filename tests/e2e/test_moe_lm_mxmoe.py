@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _launch(config: str, workdir, env, *extra) -> str:

@@ -6,6 +6,8 @@ import pytest
 
 from tests.e2e.conftest import finish, result, run, start_run
 
+pytestmark = pytest.mark.e2e
+
 OVERRIDES = {"train.num_steps": 16, "train.log_every": 4, "checkpoint.save_every": 8}
 
 

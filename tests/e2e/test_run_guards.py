@@ -10,8 +10,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from launch.workdir_lock import WorkdirLock
 from tests.e2e.conftest import REPO, launch_args, run
+
+pytestmark = pytest.mark.e2e
 
 QUICK = {"train.num_steps": 2, "checkpoint.save_every": 1, "train.log_every": 1, "train.eval_every": 0}
 

@@ -11,6 +11,8 @@ from jaxlab.testing import mesh_views
 from launch.config_loader import apply_overrides, load_config
 from launch.tasks import splat_fit
 
+pytestmark = pytest.mark.e2e
+
 OVERRIDES = {
     "mesh.data": 1, "mesh.fsdp": -1,  # one view per step; the 8 test devices go to an unused axis
     "data.background": (0.0, 0.0, 0.0),  # a white one adds 3DGS's opacity reset at densify_from

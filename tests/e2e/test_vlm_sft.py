@@ -11,6 +11,8 @@ from configs.vlm_sft import SMOKE_MIN_ACCURACY
 from launch.config_loader import apply_overrides, load_config
 from launch.tasks import vlm_sft
 
+pytestmark = pytest.mark.e2e
+
 def test_freeze_vision_gives_the_vision_tower_zero_updates():
   params = {"vision_tower": {"w": jnp.ones((3, 2))}, "projector": {"w": jnp.ones((2,))},
             "language_model": {"w": jnp.ones((4,))}}
