@@ -1,7 +1,7 @@
 """The RMSNorm kernels' transformers rounding, run in the Pallas interpreter.
 
-Forward outputs in bfloat16 / float16 must equal transformers' formula (normalize in float32, cast
-to x's dtype, then multiply by the weight in that dtype) bit for bit; gradients must match the jnp reference's
+Forward outputs in bfloat16 / float16 must follow transformers' rounding (normalize in float32, cast
+to x's dtype, then multiply by the weight in that dtype) bit for bit, given the kernel's rstd; gradients must match the jnp reference's
 autodiff within the dtype's tolerance. Blocks are small so the row tail, a partial last block and
 a backward split over several programs are all exercised.
 """
@@ -39,7 +39,7 @@ def _kernel(rounding, eps):
 
 @pytest.mark.parametrize("dtype, scale_dtype", [(jnp.bfloat16, jnp.float32), (jnp.bfloat16, jnp.bfloat16),
                                                 (jnp.float16, jnp.float32)])
-def test_forward_equals_the_transformers_formula_bit_for_bit(dtype, scale_dtype):
+def test_forward_rounds_as_the_transformers_formula_bit_for_bit(dtype, scale_dtype):
   # The kernel sums squares over a padded tile, in another order than XLA's mean, so its rstd
   # may differ from the formula's in the last bit (by the machine's vector width). The
   # rounding sequence is checked bit for bit from the kernel's own rstd, and rstd to 2 ulp.
