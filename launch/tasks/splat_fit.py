@@ -30,6 +30,7 @@ from jaxlab.splat.fit import FitSettings, evaluate, init_fit_state, make_fit_ste
 from jaxlab.splat.initial_points import initial_points
 from jaxlab.splat.synthetic import ensure_default_scene
 from jaxlab.train import LoopResult
+from launch.config_loader import ConfigError
 from launch.tasks.common import run_train_loop
 from launch.validate import require_divisible
 
@@ -59,7 +60,10 @@ def _initial_gaussians(train: SceneData, m: ConfigDict, seed: int):
 
 
 def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
-  """Views per step must divide over the mesh's data axis (0: one view per data shard)."""
+  """Views per step must divide over the mesh's data axis (0: views_per_device per data shard)."""
+  per_device = config.data.views_per_device
+  if isinstance(per_device, bool) or not isinstance(per_device, int) or per_device < 1:
+    raise ConfigError(f"data.views_per_device={per_device!r} must be an int >= 1 (e.g. --config.data.views_per_device=1)")
   views = config.data.views_per_step
   if views:
     require_divisible("data.views_per_step", views, mesh_sizes["data"], f"devices of the mesh's data axis (mesh {mesh_sizes});"
@@ -67,7 +71,7 @@ def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
 
 
 def views_per_step(config: ConfigDict, mesh) -> int:
-  return config.data.views_per_step or mesh.shape["data"]
+  return config.data.views_per_step or config.data.views_per_device * mesh.shape["data"]
 
 
 def _fit_settings(c: ConfigDict, background) -> FitSettings:
@@ -96,7 +100,9 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
 
   train_images = np.asarray(train.images, np.float32)
   source = [{"view": np.int32(i)} for i in range(len(train.names))]
-  batches = build_batches(source, global_batch_size=views_per_step(config, mesh), seed=config.seed)
+  num_views = views_per_step(config, mesh)
+  log.info("%d views per step, %d per device of the mesh's data axis.", num_views, num_views // mesh.shape["data"])
+  batches = build_batches(source, global_batch_size=num_views, seed=config.seed)
 
   def to_device(batch):
     index = batch["view"]
