@@ -25,7 +25,7 @@ from launch.config_loader import ConfigError, flatten
 # A key's last part: counts of things, which are never negative.
 _COUNT = re.compile(r"(^|_)(steps?|every|num|size|batch|count|capacity|keep|len|threads|frames|renders|points|train|test)(_|$)")
 # Keys (by last part) that must be at least 1.
-_POSITIVE = ("log_every", "save_every", "keep", "global_batch_size", "batch_size")
+_POSITIVE = ("log_every", "save_every", "keep", "global_batch_size", "batch_size", "views_per_device")
 FLOAT_DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 

@@ -30,7 +30,6 @@ from jaxlab.splat.fit import FitSettings, evaluate, init_fit_state, make_fit_ste
 from jaxlab.splat.initial_points import initial_points
 from jaxlab.splat.synthetic import ensure_default_scene
 from jaxlab.train import LoopResult
-from launch.config_loader import ConfigError
 from launch.tasks.common import run_train_loop
 from launch.validate import require_divisible
 
@@ -61,13 +60,10 @@ def _initial_gaussians(train: SceneData, m: ConfigDict, seed: int):
 
 def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
   """Views per step must divide over the mesh's data axis (0: views_per_device per data shard)."""
-  per_device = config.data.views_per_device
-  if isinstance(per_device, bool) or not isinstance(per_device, int) or per_device < 1:
-    raise ConfigError(f"data.views_per_device={per_device!r} must be an int >= 1 (e.g. --config.data.views_per_device=1)")
   views = config.data.views_per_step
   if views:
     require_divisible("data.views_per_step", views, mesh_sizes["data"], f"devices of the mesh's data axis (mesh {mesh_sizes});"
-                      " 0 gives one view per device")
+                      " 0 gives data.views_per_device per device")
 
 
 def views_per_step(config: ConfigDict, mesh) -> int:
