@@ -12,6 +12,7 @@ TASKS = {
     "moe_lm": "launch.tasks.moe_lm",
     "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
     "splat_fit": "launch.tasks.splat_fit",
+    "v3dg_build": "launch.tasks.v3dg_build",
     "vlm_sft": "launch.tasks.vlm_sft",
 }
 

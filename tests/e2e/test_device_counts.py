@@ -3,7 +3,8 @@
 `--config.cpu_devices=N` gives the run N fake CPU devices, as a host with N GPUs would have.
 The default tier runs the main job's smoke variant on 8 devices (the case that once died in
 an IndivisibleError); the slow tier runs every smoke and default variant on each count, for a
-few steps each (MxMoE with a shortened evaluation).
+few steps each (MxMoE with a shortened evaluation, the V3DG build with two local-splatting
+iterations).
 """
 
 import pytest
@@ -78,3 +79,18 @@ def test_mxmoe_quantize_runs(tmp_path, env, moe_model, variant, devices):
             config=f"configs/mxmoe_quantize.py{variant}", timeout=1800)
   assert f"on {devices} devices" in out
   assert (workdir / "results.json").is_file()
+
+
+# The default build runs V3DG's 640 local-splatting iterations per group; two take the same paths.
+V3DG_SHORT = {"": {"local_splat.iterations": 2}, ":smoke": {}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [1, 2, 4, 8])
+@pytest.mark.parametrize("variant", sorted(V3DG_SHORT))
+def test_v3dg_build_runs(tmp_path, env, variant, devices):
+  workdir = tmp_path / "v3dg"
+  out = run(workdir, {"cpu_devices": devices, **V3DG_SHORT[variant]}, env=env, config=f"configs/v3dg_build.py{variant}",
+            timeout=1800)
+  assert f"on {devices} devices" in out
+  assert (workdir / "bundle.npz").is_file()
