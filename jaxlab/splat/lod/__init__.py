@@ -9,7 +9,8 @@ straddle tau, gathers their Gaussians and renders them with `jaxlab.splat.render
 
 from jaxlab.splat.lod.build import BuildReport, BuildSettings, build_bundle
 from jaxlab.splat.lod.bundle import BUNDLE_VERSION, Bundle, BundleError, check_bundle, load_bundle, save_bundle
-from jaxlab.splat.lod.cut import CutOutput, Selection, SelectionOverflowError, footprints, gather_selected, render_cut, select
+from jaxlab.splat.lod.cut import (
+    CutOutput, Selection, SelectionOverflowError, footprints, gather_selected, in_frustum, render_cut, select)
 from jaxlab.splat.lod.instances import Instances, check_instances, make_instances, place_bundle, transform_gaussians
 from jaxlab.splat.lod.layout import Layout, LayoutError, donut_sea_instances, read_layout, write_layout
 from jaxlab.splat.lod.local_splat import LocalSplatSettings, local_splat
@@ -36,6 +37,7 @@ __all__ = [
     "donut_sea_instances",
     "footprints",
     "gather_selected",
+    "in_frustum",
     "load_bundle",
     "local_splat",
     "make_instances",

@@ -245,8 +245,19 @@ def _assemble(clusters: list[_Cluster]) -> Bundle:
       means=fields["means"], log_scales=fields["log_scales"], quats=fields["quats"],
       opacity_logits=fields["opacity_logits"], sh=fields["sh_dc"].reshape(num, 1, 3), active=np.ones((num,), bool))
   f32 = lambda xs: np.asarray(xs, np.float32)
+  bounds = [cluster_bound(c.fields) for c in clusters]
   return Bundle(
       gaussians=gaussians,
       level=np.array([c.level for c in clusters], np.int32), start=starts, count=counts,
       child_center=f32([c.child_center for c in clusters]), child_radius=f32([c.child_radius for c in clusters]),
-      parent_center=f32([c.parent_center for c in clusters]), parent_radius=f32([c.parent_radius for c in clusters]))
+      parent_center=f32([c.parent_center for c in clusters]), parent_radius=f32([c.parent_radius for c in clusters]),
+      bound_center=f32([b[0] for b in bounds]), bound_radius=f32([b[1] for b in bounds]))
+
+
+def cluster_bound(fields: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+  """(centre, radius) of a sphere holding every Gaussian of a cluster out to 3 standard deviations."""
+  means = fields["means"].astype(np.float64)
+  center = means.mean(axis=0)
+  reach = np.linalg.norm(means - center, axis=1) + 3.0 * np.exp(fields["log_scales"].astype(np.float64).max(axis=1))
+  # float32 rounding of the centre must not let a Gaussian poke out: a relative margin of 1e-5.
+  return center, float(reach.max() * (1 + 1e-5))

@@ -13,6 +13,9 @@ A group's sphere is the parent sphere of each of its finer members and the child
 each coarser cluster made from it, so one test per sphere ("is its footprint <= tau?")
 puts every part of the asset on exactly one side of the cut (`jaxlab.splat.lod.cut`).
 
+Each cluster also keeps a bounding sphere of its own Gaussians (to 3 standard deviations),
+which lets the cut skip clusters outside the view.
+
 `save_bundle` writes one `.npz` (to a temporary name, then renamed); `load_bundle`
 validates it with `check_bundle` and names the file in every error.
 """
@@ -32,7 +35,8 @@ from jaxlab.splat.gaussians import Gaussians
 BUNDLE_FORMAT = "jaxlab.splat.lod.bundle"
 BUNDLE_VERSION = 1
 _GAUSSIAN_KEYS = ("means", "log_scales", "quats", "opacity_logits", "sh_dc")
-_CLUSTER_KEYS = ("level", "start", "count", "child_center", "child_radius", "parent_center", "parent_radius")
+_CLUSTER_KEYS = ("level", "start", "count", "child_center", "child_radius", "parent_center", "parent_radius",
+                 "bound_center", "bound_radius")
 
 
 class BundleError(ValueError):
@@ -50,6 +54,8 @@ class Bundle:
     child_center, parent_center: [C, 3] sphere centres.
     child_radius: [C] float32; -1 on level 0.
     parent_radius: [C] float32; +inf on the top level.
+    bound_center, bound_radius: [C, 3], [C] a sphere holding the cluster's own Gaussians out
+      to 3 standard deviations (frustum culling; not part of the cut).
   """
 
   gaussians: Gaussians
@@ -60,6 +66,8 @@ class Bundle:
   child_radius: jax.Array
   parent_center: jax.Array
   parent_radius: jax.Array
+  bound_center: jax.Array
+  bound_radius: jax.Array
 
   @property
   def num_clusters(self) -> int:
@@ -113,7 +121,8 @@ def check_bundle(bundle: Bundle, *, where: str = "") -> None:
   arrays = {k: np.asarray(getattr(bundle, k)) for k in _CLUSTER_KEYS}
   num_clusters = arrays["level"].shape[0] if arrays["level"].ndim == 1 else -1
   shapes = {"level": (num_clusters,), "start": (num_clusters,), "count": (num_clusters,), "child_center": (num_clusters, 3),
-            "child_radius": (num_clusters,), "parent_center": (num_clusters, 3), "parent_radius": (num_clusters,)}
+            "child_radius": (num_clusters,), "parent_center": (num_clusters, 3), "parent_radius": (num_clusters,),
+            "bound_center": (num_clusters, 3), "bound_radius": (num_clusters,)}
   for name, shape in shapes.items():
     if arrays[name].shape != shape:
       raise _fail(where, f"{name} has shape {arrays[name].shape}, expected {shape}")
@@ -131,9 +140,12 @@ def check_bundle(bundle: Bundle, *, where: str = "") -> None:
   missing = sorted(set(range(top + 1)) - set(level.tolist()))
   if level.min() < 0 or missing:
     raise _fail(where, f"levels must be 0..{top} each with a cluster; missing {missing or 'none'}, min {int(level.min())}")
-  for name in ("child_center", "parent_center"):
+  for name in ("child_center", "parent_center", "bound_center"):
     if not np.all(np.isfinite(arrays[name])):
       raise _fail(where, f"{name} has non-finite values")
+  bad_bound = np.flatnonzero(~(np.isfinite(arrays["bound_radius"]) & (arrays["bound_radius"] >= 0)))
+  if bad_bound.size:
+    raise _fail(where, f"cluster {int(bad_bound[0])} has bound_radius {arrays['bound_radius'][bad_bound[0]]}; it must be finite and >= 0")
   child_r, parent_r = arrays["child_radius"], arrays["parent_radius"]
   wrong_child = np.flatnonzero(((level == 0) != (child_r == -1)) | ((level > 0) & ~(child_r > 0)))
   if wrong_child.size:

@@ -6,7 +6,10 @@ a sphere of radius r at view depth z (z^2 ignores the sign of z). A row is drawn
 
   F_child <= tau < F_parent        (F_child = -1 on LOD0, F_parent = +inf on the top level)
 
-a flat test with no tree walk. The selected clusters' Gaussians are gathered into a
+a flat test with no tree walk. Rows on the cut whose bounding sphere (their Gaussians to
+3 standard deviations) lies outside the view frustum, widened by a tile, are then skipped
+(`cull=True`): the rasterizer would cull each of their Gaussians anyway, so the image is
+the same and the buffer holds only what can be seen. The selected clusters' Gaussians are gathered into a
 fixed-capacity buffer (rows' Gaussian counts, a prefix sum, and a `searchsorted` per slot:
 a segmented arange), placed by their instance's transform, and rendered with
 `jaxlab.splat.render`. Nothing here depends on the values of tau or the camera, so
@@ -35,9 +38,16 @@ class SelectionOverflowError(RuntimeError):
   """The cut selected more Gaussians than the buffer reserved for them."""
 
 
+# Frustum margin in pixels: a projected Gaussian reaches past its 3-sigma sphere by its 2D
+# dilation (eps2d), well under a 16-pixel tile.
+CULL_MARGIN_PIXELS = 16.0
+
+
 @flax.struct.dataclass
 class Selection:
-  selected: jax.Array  # [R] bool per (instance, cluster) row
+  on_cut: jax.Array  # [R] bool: F_child <= tau < F_parent
+  visible: jax.Array  # [R] bool: bounding sphere inside the widened frustum (all True without culling)
+  selected: jax.Array  # [R] bool: on_cut & visible; these rows are drawn
   child_footprint: jax.Array  # [R] pixels^2 (-1 on LOD0)
   parent_footprint: jax.Array  # [R] pixels^2 (+inf on the top level)
   num_gaussians: jax.Array  # int32: Gaussians in the selected clusters
@@ -58,7 +68,7 @@ def footprints(centers_r3: jax.Array, radii_r: jax.Array, camera: Camera) -> jax
 
 
 def _row_spheres(scene: ComposedScene, which: str):
-  """World-space (centres [R, 3], radii [R]) of every row's child or parent sphere."""
+  """World-space (centres [R, 3], radii [R]) and asset-space radii of every row's child, parent or bound sphere."""
   inst = scene.instances
   row_inst = scene.row_instance
   scale_r = inst.scale[row_inst]
@@ -68,15 +78,36 @@ def _row_spheres(scene: ComposedScene, which: str):
   return world, radii * scale_r, radii
 
 
-def select(scene: ComposedScene, camera: Camera, tau: jax.Array) -> Selection:
-  """The rows on the cut for `camera` at tolerance `tau` (pixels^2); traceable in both."""
+def in_frustum(centers_r3: jax.Array, radii_r: jax.Array, camera: Camera, margin: float = CULL_MARGIN_PIXELS) -> jax.Array:
+  """[R] bool: the world-space sphere reaches into the view frustum widened by `margin` pixels."""
+  w2c = camera.world_to_camera
+  cam_r3 = jnp.einsum("ij,rj->ri", w2c[:3, :3], centers_r3, precision=jax.lax.Precision.HIGHEST) + w2c[:3, 3]
+  # Inward normals of the four side planes (through the camera centre and the widened image edges).
+  left = jnp.stack([camera.fx, 0.0, camera.cx + margin])
+  right = jnp.stack([-camera.fx, 0.0, camera.width - camera.cx + margin])
+  top = jnp.stack([0.0, camera.fy, camera.cy + margin])
+  bottom = jnp.stack([0.0, -camera.fy, camera.height - camera.cy + margin])
+  normals_43 = jnp.stack([left, right, top, bottom])
+  normals_43 = normals_43 / jnp.linalg.norm(normals_43, axis=1, keepdims=True)
+  signed_r4 = jnp.einsum("rj,pj->rp", cam_r3, normals_43, precision=jax.lax.Precision.HIGHEST)
+  return jnp.all(signed_r4 >= -radii_r[:, None], axis=1) & (cam_r3[:, 2] + radii_r >= camera.near)
+
+
+def select(scene: ComposedScene, camera: Camera, tau: jax.Array, *, cull: bool = True) -> Selection:
+  """The rows on the cut for `camera` at tolerance `tau` (pixels^2), and which of them are seen; traceable."""
   child_c, child_r, child_r_asset = _row_spheres(scene, "child")
   parent_c, parent_r, parent_r_asset = _row_spheres(scene, "parent")
   child_f = jnp.where(child_r_asset < 0, -1.0, footprints(child_c, child_r, camera))
   parent_f = jnp.where(jnp.isposinf(parent_r_asset), jnp.inf, footprints(parent_c, parent_r, camera))
-  selected = (child_f <= tau) & (tau < parent_f)
+  on_cut = (child_f <= tau) & (tau < parent_f)
+  if cull:
+    bound_c, bound_r, _ = _row_spheres(scene, "bound")
+    visible = in_frustum(bound_c, bound_r, camera)
+  else:
+    visible = jnp.ones_like(on_cut)
+  selected = on_cut & visible
   counts = jnp.where(selected, scene.count[scene.row_cluster], 0)
-  return Selection(selected=selected, child_footprint=child_f, parent_footprint=parent_f,
+  return Selection(on_cut=on_cut, visible=visible, selected=selected, child_footprint=child_f, parent_footprint=parent_f,
                    num_gaussians=jnp.sum(counts, dtype=jnp.int32))
 
 
@@ -109,10 +140,10 @@ def _report_overflow(overflow, count, *, capacity: int, mode: str) -> None:
 
 
 @functools.partial(jax.jit, static_argnames=("gaussian_capacity", "intersection_capacity", "on_overflow", "tile_size",
-                                             "eps2d", "implementation"))
+                                             "eps2d", "implementation", "cull"))
 def render_cut(scene: ComposedScene, camera: Camera, tau: jax.Array, *, gaussian_capacity: int, intersection_capacity: int,
                background: jax.Array | None = None, on_overflow: str = "error", tile_size: int = 16, eps2d: float = 0.3,
-               implementation: str | None = None) -> CutOutput:
+               implementation: str | None = None, cull: bool = True) -> CutOutput:
   """Selects the cut for (camera, tau), gathers it and renders it; one compile per shapes.
 
   Args:
@@ -122,10 +153,11 @@ def render_cut(scene: ComposedScene, camera: Camera, tau: jax.Array, *, gaussian
     gaussian_capacity: slots of the gathered buffer (static).
     intersection_capacity: Gaussian-tile pairs for the rasterizer (static).
     on_overflow: "error", "warn" or "ignore" for both buffers; `overflow` is always set.
+    cull: skip rows on the cut whose bounding sphere is outside the view (same image).
   """
   if on_overflow not in OVERFLOW_MODES:
     raise ValueError(f"on_overflow={on_overflow!r}; choose one of {OVERFLOW_MODES}")
-  selection = select(scene, camera, jnp.asarray(tau, jnp.float32))
+  selection = select(scene, camera, jnp.asarray(tau, jnp.float32), cull=cull)
   gathered, overflow = gather_selected(scene, selection, gaussian_capacity)
   if on_overflow != "ignore":
     jax.debug.callback(functools.partial(_report_overflow, capacity=gaussian_capacity, mode=on_overflow), overflow,

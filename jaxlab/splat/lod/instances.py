@@ -111,4 +111,5 @@ def place_bundle(bundle, scale: float, quat_4, translation_3):
   return bundle.replace(
       gaussians=transform_gaussians(jax.tree.map(jnp.asarray, bundle.gaussians), scale_a, quat_4, translation_3),
       child_center=place(bundle.child_center), parent_center=place(bundle.parent_center),
-      child_radius=scale_radius(bundle.child_radius), parent_radius=scale_radius(bundle.parent_radius))
+      child_radius=scale_radius(bundle.child_radius), parent_radius=scale_radius(bundle.parent_radius),
+      bound_center=place(bundle.bound_center), bound_radius=jnp.asarray(bundle.bound_radius) * scale_a)

@@ -25,7 +25,8 @@ class ComposedScene:
   Attributes:
     gaussians: [G] every asset's bundle Gaussians, asset after asset.
     level, start, count: [C] int32 per library cluster; `start` indexes `gaussians`.
-    child_center, parent_center: [C, 3]; child_radius, parent_radius: [C] (asset space).
+    child_center, parent_center, bound_center: [C, 3]; child_radius, parent_radius,
+      bound_radius: [C] (asset space).
     row_instance, row_cluster: [R] int32 (instance, library cluster) of every row.
     instances: the I placements.
   """
@@ -38,6 +39,8 @@ class ComposedScene:
   child_radius: jax.Array
   parent_center: jax.Array
   parent_radius: jax.Array
+  bound_center: jax.Array
+  bound_radius: jax.Array
   row_instance: jax.Array
   row_cluster: jax.Array
   instances: Instances
@@ -88,5 +91,6 @@ def compose_scene(bundles: list[Bundle], instances: Instances, *, names: list[st
       gaussians=gaussians, level=cat(lambda b: b.level, np.int32), start=start.astype(np.int32),
       count=cat(lambda b: b.count, np.int32), child_center=cat(lambda b: b.child_center, np.float32),
       child_radius=cat(lambda b: b.child_radius, np.float32), parent_center=cat(lambda b: b.parent_center, np.float32),
-      parent_radius=cat(lambda b: b.parent_radius, np.float32), row_instance=row_instance,
+      parent_radius=cat(lambda b: b.parent_radius, np.float32), bound_center=cat(lambda b: b.bound_center, np.float32),
+      bound_radius=cat(lambda b: b.bound_radius, np.float32), row_instance=row_instance,
       row_cluster=row_cluster.astype(np.int32), instances=instances)

@@ -38,6 +38,15 @@ def test_sphere_metadata_links_the_levels(blob_bundle):
     assert distance.max() <= bundle.parent_radius[c] * (1 + 1e-6)
 
 
+def test_bounding_spheres_hold_every_gaussian_to_three_sigma(blob_bundle):
+  bundle, _ = blob_bundle
+  means, scales = np.asarray(bundle.gaussians.means), np.exp(np.asarray(bundle.gaussians.log_scales)).max(axis=1)
+  for c in range(bundle.num_clusters):
+    rows = slice(int(bundle.start[c]), int(bundle.start[c] + bundle.count[c]))
+    reach = np.linalg.norm(means[rows] - bundle.bound_center[c], axis=1) + 3 * scales[rows]
+    assert reach.max() <= bundle.bound_radius[c]
+
+
 def test_round_trip_keeps_every_array(blob_bundle, tmp_path):
   bundle, _ = blob_bundle
   save_bundle(tmp_path / "b.npz", bundle)
@@ -86,6 +95,7 @@ def test_inconsistent_metadata_is_refused_naming_the_rule(blob_bundle, tmp_path)
       "child_radius": {"child_radius": np.where(level == 0, 0.5, arrays["child_radius"]).astype(np.float32)},
       "parent_radius": {"parent_radius": np.where(level == level.max(), 1.0, arrays["parent_radius"]).astype(np.float32)},
       "not the child spheres": {"parent_center": (arrays["parent_center"] + (level == 0)[:, None] * 0.5).astype(np.float32)},
+      "bound_radius": {"bound_radius": np.where(level == 0, -1.0, arrays["bound_radius"]).astype(np.float32)},
       "non-finite": {"means": np.where(np.arange(len(arrays["means"]))[:, None] == 3, np.nan, arrays["means"]).astype(np.float32)},
   }
   for message, change in cases.items():

@@ -56,7 +56,7 @@ def test_every_path_crosses_the_cut_exactly_once(which, request):
     eye = 60.0 * rng.uniform(1.0, 3.0) * direction / np.linalg.norm(direction)
     camera = _camera(eye, target=rng.uniform(-4, 4, 3))
     tau = float(np.exp(rng.uniform(math.log(1e-2), math.log(1e3))))
-    selected = np.asarray(select_jit(scene, camera, tau).selected)
+    selected = np.asarray(select_jit(scene, camera, tau).on_cut)
     row_instance, row_cluster = np.asarray(scene.row_instance), np.asarray(scene.row_cluster)
     for i in range(3):
       per_cluster = np.zeros(bundle.num_clusters, bool)
@@ -83,7 +83,7 @@ def test_tau_zero_selects_lod0_and_draws_what_the_asset_draws(donut_bundle):
   scene = compose_scene([bundle], instances)
   camera = _camera((1.0, -7.0, 4.0), target=(1.2, 0.2, 0.0))
   level0 = np.asarray(bundle.level)[np.asarray(scene.row_cluster)] == 0
-  np.testing.assert_array_equal(np.asarray(select(scene, camera, 0.0).selected), level0)
+  np.testing.assert_array_equal(np.asarray(select(scene, camera, 0.0).on_cut), level0)
   asset = bundle.level_gaussians(0)
   placed = [transform_gaussians(jax.tree.map(jnp.asarray, asset), instances.scale[i], instances.quat[i], instances.translation[i])
             for i in range(2)]
@@ -99,7 +99,7 @@ def test_tau_zero_selects_lod0_and_draws_what_the_asset_draws(donut_bundle):
 def test_a_large_tau_selects_only_the_top_level(blob_bundle):
   bundle, _ = blob_bundle
   scene = compose_scene([bundle], _random_instances(np.random.default_rng(1), 4))
-  selected = np.asarray(select(scene, _camera((0.0, -30.0, 5.0)), 1e12).selected)
+  selected = np.asarray(select(scene, _camera((0.0, -30.0, 5.0)), 1e12).on_cut)
   top = np.asarray(bundle.level)[np.asarray(scene.row_cluster)] == np.asarray(bundle.level).max()
   np.testing.assert_array_equal(selected, top)
 
@@ -147,3 +147,22 @@ def test_changing_tau_and_camera_does_not_recompile(blob_bundle):
     counts.add(int(out.selection.num_gaussians))
   assert render_cut._cache_size() == before + 1
   assert len(counts) >= 3
+
+
+def test_culling_skips_clusters_out_of_view_and_keeps_the_image(donut_bundle):
+  bundle, _ = donut_bundle
+  rng = np.random.default_rng(5)
+  translation = np.concatenate([rng.uniform(-12, 12, (12, 2)), np.zeros((12, 1))], axis=1)
+  scene = compose_scene([bundle], make_instances(np.zeros(12, int), np.ones(12), np.tile([1.0, 0, 0, 0], (12, 1)), translation))
+  camera = _camera((0.0, -16.0, 3.0), target=(0.0, 0.0, 0.0))
+  culled = select(scene, camera, 20.0)
+  kept = select(scene, camera, 20.0, cull=False)
+  assert int(culled.num_gaussians) < int(kept.num_gaussians)
+  np.testing.assert_array_equal(np.asarray(culled.on_cut), np.asarray(kept.on_cut))
+  kwargs = dict(gaussian_capacity=scene.full_detail_size(), intersection_capacity=1 << 15)
+  with_cull = render_cut(scene, camera, 20.0, **kwargs)
+  without = render_cut(scene, camera, 20.0, cull=False, **kwargs)
+  assert float(without.image.alpha.mean()) > 0.05
+  # Only Gaussians the rasterizer would cull are skipped: same image, same Gaussians drawn.
+  assert int(jnp.sum(with_cull.image.radii > 0)) == int(jnp.sum(without.image.radii > 0))
+  assert_allclose(with_cull.image.rgb, without.image.rgb, atol=1e-5, rtol=0)
