@@ -3,9 +3,11 @@
   python benchmarks/v3dg_eval.py --out docs/measurements/v3dg_eval_cpu.json      # CPU: 320x180
   python benchmarks/v3dg_eval.py --device-check --out $OUT/v3dg.json             # GPU: 1920x1080
 
-The scene: `--instances` copies (default 1,024) of the embedded donut (16,384 Gaussians at
-LOD0, so 16.8 M at full detail) placed by `donut_sea_instances`. The bundle is read from
-`--bundle`, else built with V3DG's recipe (640 local-splatting iterations) and cached.
+The scene: a layout file (`--layout`, assets placed on the z = 0 plane with z up), or by
+default `--instances` copies (default 1,024) of the embedded donut (16,384 Gaussians at LOD0,
+so 16.8 M at full detail) placed by `donut_sea_instances` and written as `<stem>_layout.json`
+beside the output, then read back. The donut bundle is read from `--bundle`, else built with
+V3DG's recipe (640 local-splatting iterations) and cached.
 For every camera of the path and for the full-detail scene and each tau in `--taus`:
 Gaussians selected and drawn (radius > 0), selection time (select + gather + instance
 transform), render time, and FLIP (flip-evaluator, LDR) and PSNR against a 2x supersampled
@@ -44,7 +46,9 @@ from benchmarks import common
 from jaxlab.splat import Camera, look_at, render
 from jaxlab.splat.binning import count_intersections
 from jaxlab.splat.exports import to_uint8
-from jaxlab.splat.lod import BuildSettings, LocalSplatSettings, build_bundle, compose_scene, donut_sea_instances, gather_selected, load_bundle, save_bundle, select
+from jaxlab.splat.lod import (
+    BuildSettings, Layout, LocalSplatSettings, build_bundle, compose_scene, donut_sea_instances, gather_selected, load_bundle,
+    read_layout, save_bundle, select, write_layout)
 from jaxlab.splat.lod.assets import donut_gaussians
 from jaxlab.splat.project import project
 
@@ -79,9 +83,9 @@ def scaled(camera: Camera, factor: int) -> Camera:
                                      height=camera.height * factor, near=camera.near, far=camera.far)
 
 
-@functools.partial(jax.jit, static_argnames=("capacity",))
-def select_and_gather(scene, camera, tau, *, capacity):
-  selection = select(scene, camera, tau)
+@functools.partial(jax.jit, static_argnames=("capacity", "cull"))
+def select_and_gather(scene, camera, tau, *, capacity, cull=True):
+  selection = select(scene, camera, tau, cull=cull)
   gathered, overflow = gather_selected(scene, selection, capacity)
   return gathered, selection.num_gaussians, overflow
 
@@ -138,15 +142,30 @@ def donut_bundle(path: str | None, iterations: int):
   return bundle, str(cache)
 
 
+def scene_layout(args) -> Layout:
+  """The user's layout (`--layout`), else the DonutSea-like one, written next to `--out` and read back."""
+  if args.layout:
+    return read_layout(args.layout)
+  _, bundle_path = donut_bundle(args.bundle, args.build_iterations)
+  path = pathlib.Path(args.out).with_name(pathlib.Path(args.out).stem + "_layout.json")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  write_layout(path, ["donut"], [bundle_path], donut_sea_instances(args.instances, seed=0))
+  return read_layout(path)
+
+
 def evaluate(args) -> dict:
-  bundle, bundle_path = donut_bundle(args.bundle, args.build_iterations)
-  instances = donut_sea_instances(args.instances, seed=0)
-  scene = jax.device_put(compose_scene([bundle], instances, names=["donut"]))
+  layout = scene_layout(args)
+  bundles = layout.load_bundles()
+  instances = layout.instances
+  bundle_path = ", ".join(layout.bundle_paths)
+  scene = jax.device_put(compose_scene(bundles, instances, names=layout.names))
+  args.instances = instances.num
   full_size = scene.full_detail_size()
   extent = float(np.abs(np.asarray(instances.translation)[:, :2]).max())
   log.info("scene: %d instances, %d Gaussians at full detail, %d (instance, cluster) rows", args.instances, full_size,
            scene.num_rows)
-  full, _, _ = select_and_gather(scene, camera_path(1, 8, 8, extent)[0], 0.0, capacity=full_size)
+  # Every instance's LOD0, placed: the full-detail scene as plain 3DGS renders it (nothing culled).
+  full, _, _ = select_and_gather(scene, camera_path(1, 8, 8, extent)[0], 0.0, capacity=full_size, cull=False)
   rows, strips = [], []
   for f, camera in enumerate(camera_path(args.frames, args.width, args.height, extent)):
     big = scaled(camera, 2)
@@ -160,6 +179,7 @@ def evaluate(args) -> dict:
     rows.append(dict(frame=f, tau="full", selected=full_size, drawn=int(drawn), select_ms=0.0, render_ms=render_s * 1e3,
                      frame_ms=render_s * 1e3, flip=flip, psnr=psnr, overflow=bool(overflow or ref_overflow)))
     strip.append(np.asarray(rgb))
+    full_drawn = int(drawn)
     log.info("frame %d full detail: %d drawn, render %.1f ms, FLIP %.4f", f, int(drawn), render_s * 1e3, flip)
     for tau in args.taus:
       count = int(select(scene, camera, jnp.float32(tau)).num_gaussians)
@@ -169,6 +189,8 @@ def evaluate(args) -> dict:
       capacity = intersection_capacity(gathered, camera)
       (rgb, drawn, overflow), render_s = timed(lambda: draw(gathered, camera, capacity=capacity), args.repeats)
       flip, psnr = flip_and_psnr(rgb, reference)
+      if tau == 0 and int(drawn) != full_drawn:  # culling must only skip what the rasterizer culls
+        raise RuntimeError(f"camera {f}: tau=0 drew {int(drawn)} Gaussians, full detail {full_drawn}")
       rows.append(dict(frame=f, tau=tau, selected=int(selected), drawn=int(drawn), select_ms=select_s * 1e3,
                        render_ms=render_s * 1e3, frame_ms=(select_s + render_s) * 1e3, flip=flip, psnr=psnr,
                        overflow=bool(overflow or sel_overflow)))
@@ -176,7 +198,7 @@ def evaluate(args) -> dict:
       log.info("frame %d tau %g: %d selected, %d drawn, select %.1f ms, render %.1f ms, FLIP %.4f", f, tau, int(selected),
                int(drawn), select_s * 1e3, render_s * 1e3, flip)
     strips.append(np.concatenate([to_uint8(s) for s in strip], axis=1))
-  return dict(bundle=bundle_path, bundle_levels=bundle.gaussians_per_level(), instances=args.instances,
+  return dict(bundle=bundle_path, bundle_levels=[b.gaussians_per_level() for b in bundles], instances=args.instances,
               full_detail_gaussians=full_size, width=args.width, height=args.height, taus=list(args.taus), rows=rows), strips
 
 
@@ -212,7 +234,7 @@ def device_check() -> bool:
   bundle, _ = build_bundle(donut_gaussians(3000), BuildSettings(max_cluster_size=256, local_splat=LocalSplatSettings(iterations=4)))
   scene = compose_scene([bundle], donut_sea_instances(16, seed=1))
   camera = camera_path(1, 320, 180, 8.0)[0]
-  full, _, _ = select_and_gather(scene, camera, 0.0, capacity=scene.full_detail_size())
+  full, _, _ = select_and_gather(scene, camera, 0.0, capacity=scene.full_detail_size(), cull=False)
   a, _, _ = draw(full, camera, capacity=1 << 18)
   gathered, _, _ = select_and_gather(scene, camera, 0.0, capacity=scene.full_detail_size())
   b, _, _ = draw(gathered, camera, capacity=1 << 18)
@@ -226,7 +248,8 @@ def main(argv=None) -> int:
   parser.add_argument("--out", required=True)
   parser.add_argument("--bundle", default=None, help="donut bundle .npz (read if present, else built and written there)")
   parser.add_argument("--build-iterations", type=int, default=640)
-  parser.add_argument("--instances", type=int, default=1024)
+  parser.add_argument("--layout", default=None, help="a layout file (jaxlab.splat.lod.read_layout); default: DonutSea-like")
+  parser.add_argument("--instances", type=int, default=1024, help="donuts of the default layout")
   parser.add_argument("--frames", type=int, default=3)
   parser.add_argument("--width", type=int, default=None)
   parser.add_argument("--height", type=int, default=None)

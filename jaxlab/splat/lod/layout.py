@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxlab.files import write_json
 from jaxlab.splat.lod.bundle import Bundle, load_bundle
-from jaxlab.splat.lod.instances import Instances, make_instances
+from jaxlab.splat.lod.instances import Instances, make_instances, quaternion_product
 
 _QUAT_KEYS = ("quaternion", "quaternions")
 _TRANSLATION_KEYS = ("translation", "positions")
@@ -149,8 +149,5 @@ def donut_sea_instances(num: int, *, spacing: float = 3.2, seed: int = 0, num_as
   q_yaw = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], -1)
   q_tilt = np.stack([np.cos(tilt / 2), np.sin(tilt / 2) * np.cos(tilt_axis), np.sin(tilt / 2) * np.sin(tilt_axis), 0 * tilt], -1)
   # q_tilt * q_yaw: spin about the donut's axis, then tilt it.
-  w1, x1, y1, z1 = q_tilt.T
-  w2, x2, y2, z2 = q_yaw.T
-  quat = np.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                   w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], -1)
+  quat = np.asarray(quaternion_product(q_tilt, q_yaw), np.float64)
   return make_instances(rng.integers(0, num_assets, num), rng.uniform(0.8, 1.2, num), quat, translation)
