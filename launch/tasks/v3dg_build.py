@@ -41,11 +41,10 @@ def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
       raise ConfigError(f"input.ply={config.input.ply!r} is not a file; pass an INRIA 3DGS PLY or leave it empty")
   elif config.input.embedded not in EMBEDDED:
     raise ConfigError(f"input.embedded={config.input.embedded!r}; choose one of {sorted(EMBEDDED)}")
-  if config.build.max_group_size < 2:
-    raise ConfigError(f"build.max_group_size={config.build.max_group_size} must be at least 2 (groups merge clusters)")
-  for key in ("max_cluster_size", "top_level_clusters", "groups_per_batch"):
-    if config.build[key] < 1:
-      raise ConfigError(f"build.{key}={config.build[key]} must be at least 1")
+  try:
+    build_settings(config)  # the settings' own checks, at config time
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"config.build / config.local_splat: {e}") from None
 
 
 def build_settings(config: ConfigDict) -> BuildSettings:

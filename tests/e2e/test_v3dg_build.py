@@ -49,3 +49,10 @@ def test_a_missing_ply_is_refused_before_the_run(tmp_path, env):
   assert proc.returncode != 0
   assert "input.ply" in proc.stdout + proc.stderr and "is not a file" in proc.stdout + proc.stderr
   assert not (tmp_path / "run" / "bundle.npz").exists()
+
+
+def test_impossible_build_settings_are_refused_naming_the_key(tmp_path, env):
+  proc = subprocess.run(launch_args(tmp_path / "run", {"build.max_group_size": 1}, config=SMOKE),
+                        env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert proc.returncode != 0
+  assert "max_group_size must be >= 2" in proc.stdout + proc.stderr

@@ -120,18 +120,16 @@ def _split_into_clusters(fields, level, max_size, child_center, child_radius) ->
 
 
 def _padded_gaussians(parts: list[dict[str, np.ndarray]], size: int) -> Gaussians:
-  """[B, size] Gaussians: each part's rows then inactive padding (identity rotations)."""
-  def pad(part, name, value=0.0):
-    x = part[name]
-    out = np.full((size, *x.shape[1:]), value, np.float32)
-    out[: x.shape[0]] = x
-    return out
-  stack = lambda name, value=0.0: jnp.asarray(np.stack([pad(p, name, value) for p in parts]))
-  quats = np.stack([pad(p, "quats") for p in parts])
-  quats[:, :, 0] = np.where(np.arange(size)[None] < np.array([p["means"].shape[0] for p in parts])[:, None], quats[:, :, 0], 1.0)
-  active = np.stack([np.arange(size) < p["means"].shape[0] for p in parts])
-  return Gaussians(means=stack("means"), log_scales=stack("log_scales"), quats=jnp.asarray(quats),
-                   opacity_logits=stack("opacity_logits"), sh=stack("sh_dc")[:, :, None, :], active=jnp.asarray(active))
+  """[B, size] Gaussians: each part's rows, then inactive zero slots (a zero quaternion reads as the identity)."""
+  def stack(name):
+    out = np.zeros((len(parts), size, *parts[0][name].shape[1:]), np.float32)
+    for b, part in enumerate(parts):
+      out[b, : part[name].shape[0]] = part[name]
+    return jnp.asarray(out)
+  sizes = np.array([p["means"].shape[0] for p in parts])
+  return Gaussians(means=stack("means"), log_scales=stack("log_scales"), quats=stack("quats"),
+                   opacity_logits=stack("opacity_logits"), sh=stack("sh_dc")[:, :, None, :],
+                   active=jnp.asarray(np.arange(size)[None] < sizes[:, None]))
 
 
 def _fine_tune(originals, simplified, centers, camera_radii, settings: BuildSettings, level: int):

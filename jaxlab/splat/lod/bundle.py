@@ -84,8 +84,8 @@ class Bundle:
 
   def level_gaussians(self, level: int) -> Gaussians:
     """The Gaussians of one level (host gather), e.g. level 0 = the asset at full detail."""
-    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(
-        np.asarray(self.start)[np.asarray(self.level) == level], np.asarray(self.count)[np.asarray(self.level) == level])])
+    on_level = np.asarray(self.level) == level
+    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(np.asarray(self.start)[on_level], np.asarray(self.count)[on_level])])
     return jax.tree.map(lambda x: np.asarray(x)[rows], self.gaussians)
 
 

@@ -67,15 +67,18 @@ def footprints(centers_r3: jax.Array, radii_r: jax.Array, camera: Camera) -> jax
   return jnp.pi * radii_r * radii_r * camera.fx * camera.fy / (depth_r * depth_r)
 
 
-def _row_spheres(scene: ComposedScene, which: str):
+def _row_transforms(scene: ComposedScene):
+  """Each row's instance transform: (scale [R], rotation [R, 3, 3], translation [R, 3])."""
+  inst, row_inst = scene.instances, scene.row_instance
+  return inst.scale[row_inst], rotation_matrices(inst.quat)[row_inst], inst.translation[row_inst]
+
+
+def _row_spheres(scene: ComposedScene, transforms, which: str):
   """World-space (centres [R, 3], radii [R]) and asset-space radii of every row's child, parent or bound sphere."""
-  inst = scene.instances
-  row_inst = scene.row_instance
-  scale_r = inst.scale[row_inst]
+  scale_r, rotation_r, translation_r = transforms
   centers = getattr(scene, f"{which}_center")[scene.row_cluster]
   radii = getattr(scene, f"{which}_radius")[scene.row_cluster]
-  world = transform_points(centers, scale_r, rotation_matrices(inst.quat)[row_inst], inst.translation[row_inst])
-  return world, radii * scale_r, radii
+  return transform_points(centers, scale_r, rotation_r, translation_r), radii * scale_r, radii
 
 
 def in_frustum(centers_r3: jax.Array, radii_r: jax.Array, camera: Camera, margin: float = CULL_MARGIN_PIXELS) -> jax.Array:
@@ -95,13 +98,14 @@ def in_frustum(centers_r3: jax.Array, radii_r: jax.Array, camera: Camera, margin
 
 def select(scene: ComposedScene, camera: Camera, tau: jax.Array, *, cull: bool = True) -> Selection:
   """The rows on the cut for `camera` at tolerance `tau` (pixels^2), and which of them are seen; traceable."""
-  child_c, child_r, child_r_asset = _row_spheres(scene, "child")
-  parent_c, parent_r, parent_r_asset = _row_spheres(scene, "parent")
+  transforms = _row_transforms(scene)
+  child_c, child_r, child_r_asset = _row_spheres(scene, transforms, "child")
+  parent_c, parent_r, parent_r_asset = _row_spheres(scene, transforms, "parent")
   child_f = jnp.where(child_r_asset < 0, -1.0, footprints(child_c, child_r, camera))
   parent_f = jnp.where(jnp.isposinf(parent_r_asset), jnp.inf, footprints(parent_c, parent_r, camera))
   on_cut = (child_f <= tau) & (tau < parent_f)
   if cull:
-    bound_c, bound_r, _ = _row_spheres(scene, "bound")
+    bound_c, bound_r, _ = _row_spheres(scene, transforms, "bound")
     visible = in_frustum(bound_c, bound_r, camera)
   else:
     visible = jnp.ones_like(on_cut)
@@ -133,7 +137,7 @@ def _report_overflow(overflow, count, *, capacity: int, mode: str) -> None:
   if not bool(overflow):
     return
   message = (f"LOD cut overflow: {int(count)} Gaussians selected but gaussian_capacity={capacity}; the image is "
-             "missing clusters. Pass a larger gaussian_capacity (ComposedScene.max_selected_size() always fits).")
+             "missing clusters. Pass a larger gaussian_capacity (ComposedScene.full_detail_size() always fits).")
   if mode == "error":
     raise SelectionOverflowError(message)
   warnings.warn(message, RuntimeWarning, stacklevel=2)

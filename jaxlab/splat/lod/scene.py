@@ -50,21 +50,15 @@ class ComposedScene:
     return int(np.shape(self.row_cluster)[0])
 
   def full_detail_size(self) -> int:
-    """Gaussians drawn at full detail: the LOD0 Gaussians of every instance."""
-    count = np.asarray(self.count)[np.asarray(self.row_cluster)]
-    return int(np.sum(count[np.asarray(self.level)[np.asarray(self.row_cluster)] == 0], dtype=np.int64))
+    """Gaussians drawn at full detail: the LOD0 Gaussians of every instance.
 
-  def max_selected_size(self) -> int:
-    """An upper bound on what any cut selects: the largest level of each instance's asset, summed."""
-    level = np.asarray(self.level)[np.asarray(self.row_cluster)]
-    count = np.asarray(self.count)[np.asarray(self.row_cluster)].astype(np.int64)
-    per_instance_level = {}
-    for i, l, n in zip(np.asarray(self.row_instance), level, count):
-      per_instance_level[(i, l)] = per_instance_level.get((i, l), 0) + n
-    best = {}
-    for (i, _), n in per_instance_level.items():
-      best[i] = max(best.get(i, 0), n)
-    return int(sum(best.values()))
+    No cut selects more: a group's halved Gaussians are never more than its members', so
+    every coarser cluster stands for at least as many LOD0 Gaussians as it holds. A
+    `gaussian_capacity` of this size never overflows.
+    """
+    rows = np.asarray(self.row_cluster)
+    count = np.asarray(self.count)[rows].astype(np.int64)
+    return int(np.sum(count[np.asarray(self.level)[rows] == 0]))
 
 
 def compose_scene(bundles: list[Bundle], instances: Instances, *, names: list[str] | None = None) -> ComposedScene:

@@ -56,7 +56,9 @@ def test_every_path_crosses_the_cut_exactly_once(which, request):
     eye = 60.0 * rng.uniform(1.0, 3.0) * direction / np.linalg.norm(direction)
     camera = _camera(eye, target=rng.uniform(-4, 4, 3))
     tau = float(np.exp(rng.uniform(math.log(1e-2), math.log(1e3))))
-    selected = np.asarray(select_jit(scene, camera, tau).on_cut)
+    selection = select_jit(scene, camera, tau)
+    selected = np.asarray(selection.on_cut)
+    assert int(selection.num_gaussians) <= scene.full_detail_size()
     row_instance, row_cluster = np.asarray(scene.row_instance), np.asarray(scene.row_cluster)
     for i in range(3):
       per_cluster = np.zeros(bundle.num_clusters, bool)
@@ -139,7 +141,7 @@ def test_overflow_is_reported_never_dropped_silently(blob_bundle):
 def test_changing_tau_and_camera_does_not_recompile(blob_bundle):
   bundle, _ = blob_bundle
   scene = compose_scene([bundle], _random_instances(np.random.default_rng(2), 2))
-  kwargs = dict(gaussian_capacity=scene.max_selected_size(), intersection_capacity=4096)
+  kwargs = dict(gaussian_capacity=scene.full_detail_size(), intersection_capacity=4096)
   before = render_cut._cache_size()
   counts = set()
   for tau, eye in ((0.0, (0, -25, 5)), (3.0, (4, -30, 2)), (40.0, (-9, -50, 8)), (1e9, (0, -25, 5))):

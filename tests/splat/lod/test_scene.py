@@ -18,7 +18,6 @@ def test_rows_list_every_cluster_of_every_instance(blob_bundle, donut_bundle):
   np.testing.assert_array_equal(scene.row_cluster[scene.row_instance == 0], blob.num_clusters + np.arange(donut.num_clusters))
   np.testing.assert_array_equal(scene.start[blob.num_clusters:], donut.start + blob.gaussians.num)
   assert scene.full_detail_size() == 2 * donut.gaussians_per_level()[0] + blob.gaussians_per_level()[0]
-  assert scene.max_selected_size() == scene.full_detail_size()  # LOD0 is every asset's largest level
 
 
 @pytest.mark.parametrize("field,value,message", [
