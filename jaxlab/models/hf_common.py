@@ -3,9 +3,10 @@
 Reading: `read_config_json` (config.json, with the mesh/rules argument check), `resolve_dtype`,
 `place` (a host array onto one device or into its shards). Writing: `flat_params` and
 `check_param_tree` (the caller's params against the config's tree), `prepare_export_dir` (never
-writes into a foreign directory without overwrite=True) and `write_checkpoint` (config.json plus
-safetensors shards, each written under a temporary name and renamed into place; no other file of
-the directory is touched, except stale shards of the same kind of export).
+writes into a foreign directory without overwrite=True) and `write_checkpoint` (config.json, the
+generation_config.json a loaded checkpoint came with (see `hf_generation`), and safetensors shards,
+each written under a temporary name and renamed into place; no other file of the directory is
+touched, except stale shards of the same kind of export).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flax import traverse_util
 from jaxlab import files
 from jaxlab.models import safetensors_io
 from jaxlab.models.hf_config import read_json_object
+from jaxlab.models.hf_generation import GENERATION_CONFIG_NAME
 
 CONFIG_NAME = "config.json"
 # The shard names transformers writes; a stale one is removed only if it carries the export's marker.
@@ -256,18 +258,21 @@ def _publish_weights(staging: _Staging, names: Sequence[str]) -> None:
 
 
 def write_checkpoint(directory: str, hf_config: Mapping[str, Any],
-                     shards: Sequence[Callable[[], dict[str, np.ndarray]]], marker: tuple[str, str]) -> None:
+                     shards: Sequence[Callable[[], dict[str, np.ndarray]]], marker: tuple[str, str], *,
+                     generation_config: Mapping[str, Any] | None = None) -> None:
   """Writes config.json and one safetensors file per shard into `directory` (created if missing).
 
   Each shard is a function returning its {tensor name: array}, called when that file is written,
   so only one shard's tensors are in host memory at a time. More than one shard gets
   model-0000i-of-0000n names and an index; every file's metadata carries `marker`.
+  `generation_config` (a JSON object, e.g. `hf_generation.GenerationSettings`), when given, is
+  written as generation_config.json; None leaves that file alone.
 
   Every file is first written under a hidden temporary name; only when all are written are they
-  renamed into place (shards, then the index, then config.json), so a failure while writing
-  leaves the previous export as it was. Afterwards, shards that an earlier export with the same
-  `marker` wrote and this one does not (another shard count) are removed, as is the single file or
-  index of the other layout. No other file in `directory` is touched.
+  renamed into place (shards, then the index, then generation_config.json, then config.json), so
+  a failure while writing leaves the previous export as it was. Afterwards, shards that an earlier
+  export with the same `marker` wrote and this one does not (another shard count) are removed, as
+  is the single file or index of the other layout. No other file in `directory` is touched.
   """
   created = not os.path.isdir(directory)
   os.makedirs(directory, exist_ok=True)
@@ -285,9 +290,13 @@ def write_checkpoint(directory: str, hf_config: Mapping[str, Any],
     if len(names) > 1:
       index = {"metadata": {"total_size": total, marker[0]: marker[1]}, "weight_map": weight_map}
       staging.write_json(safetensors_io.INDEX_NAME, index)
+    if generation_config is not None:
+      staging.write_json(GENERATION_CONFIG_NAME, generation_config)
     staging.write_json(CONFIG_NAME, hf_config)
     stale = _own_shards(directory, marker) - set(names)
     _publish_weights(staging, names)
+    if generation_config is not None:
+      staging.publish(GENERATION_CONFIG_NAME)
     staging.publish(CONFIG_NAME)
   except BaseException:
     staging.discard()

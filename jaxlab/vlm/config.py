@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from jaxlab.models.hf_generation import GenerationSettings
 from jaxlab.models.qwen2.config import Qwen2Config
 from jaxlab.vlm.projector import ProjectorConfig, shuffle_factor
 from jaxlab.vlm.vision import InternVisionConfig
@@ -31,7 +32,8 @@ class InternVLConfig:
     vision: the InternViT tower.
     projector: pixel shuffle ratio and MLP projector (vision width -> text width).
     text: the Qwen2 language model; its `tie_word_embeddings` is the model's (transformers 5 reads it
-      from the top level of config.json).
+      from the top level of config.json), and so are its token ids and `generation_config` (the
+      checkpoint's generation_config.json; transformers keeps the ids in text_config).
     image_token_id: id of `<IMG_CONTEXT>`; each such token's embedding is replaced by one image token.
     image_seq_length: tokens per tile the processor inserts (kept for config.json; the model derives the
       real count from the pixel shape).
@@ -59,6 +61,11 @@ class InternVLConfig:
     seq = self.image_seq_length
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
       raise ValueError(f"InternVLConfig.image_seq_length must be a positive int, got {seq!r}")
+
+  @property
+  def generation_config(self) -> GenerationSettings | None:
+    """The model's generation_config.json settings, kept on the language model's config."""
+    return self.text.generation_config
 
   def tokens_per_tile(self, height: int, width: int) -> int:
     """Image tokens one [height, width] tile becomes: (H / patch / k) * (W / patch / k)."""

@@ -7,7 +7,9 @@ transformers 5 `save_pretrained` and the hub "-hf" repos use; transformers renam
   module (state_dict):  model.vision_tower.*  model.multi_modal_projector.*  model.language_model.*  lm_head.weight
 
 Vision tower and projector tensors map as `jaxlab.vlm.vision_hf`; language-model tensors as
-`jaxlab.models.qwen2.hf_io.hf_rules` with its "model." prefix replaced by the layout's.
+`jaxlab.models.qwen2.hf_io.hf_rules` with its "model." prefix replaced by the layout's. The token ids
+(config.json's text_config, where transformers keeps them) and generation_config.json travel on the
+language model's `Qwen2Config` from load to export (see `jaxlab.models.hf_generation`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxlab.models import hf_common, safetensors_io
+from jaxlab.models import hf_common, hf_generation, safetensors_io
 from jaxlab.models.hf_mapping import from_param, to_param
 from jaxlab.models.qwen2.hf_io import hf_rules
 from jaxlab.sharding import PRESETS, logical_rules, logical_to_shardings
@@ -108,7 +110,9 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[In
       `dtype` / `torch_dtype` when it is one of those, else float32.
 
   Returns:
-    (config with text.dtype set, {"vision_tower": ..., "projector": ..., "language_model": ...}).
+    (config with text.dtype set, text_config's bos/eos/pad ids and the directory's
+    generation_config.json as `text.generation_config` (None without one),
+    {"vision_tower": ..., "projector": ..., "language_model": ...}).
 
   Raises:
     FileNotFoundError: no config.json or no safetensors checkpoint.
@@ -120,7 +124,8 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[In
   directory = os.fspath(directory)
   hf_config = hf_common.read_config_json(directory, mesh=mesh, rules=rules)
   name = hf_common.resolve_dtype(dtype, hf_config)
-  config = InternVLConfig.from_hf_dict(hf_config, dtype=name)
+  config = InternVLConfig.from_hf_dict(hf_config, dtype=name,
+                                       generation_config=hf_generation.read_generation_config(directory))
   checkpoint = safetensors_io.Checkpoint(directory)
   layout = detect_layout(checkpoint.names)
   lm_plan, vision_names = _check_checkpoint(config, checkpoint, layout, f"checkpoint {directory}")
@@ -158,12 +163,15 @@ def save_pretrained(params, config: InternVLConfig, directory, *, overwrite: boo
 
   Args:
     params: `InternVLModel` params (or {"params": params}).
-    config: the model's config.
+    config: the model's config. The token ids of `config.text` go to config.json's text_config and
+      `config.generation_config` (when not None) to generation_config.json, so transformers
+      generates with the settings of the checkpoint the model was loaded from.
     directory: target (created if missing). Each file is written under a temporary name and
       renamed into place once all are written, so a failure leaves an earlier export loadable.
-      Only config.json and the weight files are replaced (with stale shards of an earlier
-      export); other files, such as a tokenizer.json, are kept. A non-empty directory is written
-      into only if an earlier `save_pretrained` wrote it, or with `overwrite=True`.
+      Only config.json, generation_config.json (when written) and the weight files are replaced
+      (with stale shards of an earlier export); other files, such as a tokenizer.json, are kept.
+      A non-empty directory is written into only if an earlier `save_pretrained` wrote it, or
+      with `overwrite=True`.
     overwrite: write into a non-empty directory that is not such an export.
     max_shard_bytes: above this size tensors are split into shards with an index.
 
@@ -190,4 +198,4 @@ def save_pretrained(params, config: InternVLConfig, directory, *, overwrite: boo
   hf_config["text_config"].update(dtype=dtype, torch_dtype=dtype)
   names = safetensors_io.shard_names([(n, t.nbytes) for n, t in tensors.items()], max_shard_bytes)
   shards = [lambda shard=shard: {n: tensors[n] for n in shard} for shard in names]
-  hf_common.write_checkpoint(directory, hf_config, shards, EXPORT_MARKER)
+  hf_common.write_checkpoint(directory, hf_config, shards, EXPORT_MARKER, generation_config=config.generation_config)

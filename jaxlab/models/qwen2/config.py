@@ -8,11 +8,12 @@ another activation). `to_hf_dict` writes a dict that transformers loads into `Qw
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from jaxlab.models import hf_config
+from jaxlab.models import hf_config, hf_generation
 from jaxlab.models.hf_common import COMPUTE_DTYPES
+from jaxlab.models.hf_generation import GenerationSettings
 from jaxlab.ops.registry import check_implementation
 
 MODEL_TYPE = "qwen2"
@@ -35,10 +36,12 @@ class Qwen2Config:
     max_position_embeddings: the longest sequence the model accepts (prompt + generated tokens).
     tie_word_embeddings: logits use the embedding table (no lm_head).
     attention_bias: q/k/v projections have a bias (always in Qwen2); the output projection never has one.
-    bos_token_id, eos_token_id: kept for config.json (eos may be several ids).
+    bos_token_id, eos_token_id, pad_token_id: kept for config.json (eos may be several ids).
     dtype: compute dtype ("float32", "bfloat16", "float16"); logits and softmaxes are float32.
     attention_implementation: `jaxlab.ops.attention` implementation(s) to use ("xla", "cudnn",
       "pallas_triton", or a tuple tried in order); None: the best available. Not saved to config.json.
+    generation_config: the checkpoint's generation_config.json (`GenerationSettings`; a dict is
+      converted), written back by `save_pretrained`; None: no such file is written.
   """
 
   vocab_size: int
@@ -57,6 +60,8 @@ class Qwen2Config:
   eos_token_id: int | tuple[int, ...] | None = None
   dtype: str = "float32"
   attention_implementation: str | tuple[str, ...] | None = None
+  pad_token_id: int | None = None
+  generation_config: GenerationSettings | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "attention_implementation",
@@ -88,15 +93,8 @@ class Qwen2Config:
       raise ValueError(f"Qwen2Config.rms_norm_eps must be a number >= 0, got {self.rms_norm_eps!r}")
     if self.dtype not in COMPUTE_DTYPES:
       raise ValueError(f"Qwen2Config.dtype must be one of {COMPUTE_DTYPES}, got {self.dtype!r}")
-    for name in ("bos_token_id", "eos_token_id"):
-      value = getattr(self, name)
-      # A list would make the config unhashable (it is a static jit argument): store a tuple.
-      if isinstance(value, Sequence) and not isinstance(value, str):
-        value = tuple(value)
-        object.__setattr__(self, name, value)
-      ids = value if isinstance(value, tuple) and name == "eos_token_id" else (value,)
-      if value is not None and not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
-        raise ValueError(f"Qwen2Config.{name} must be None or a token id (eos: or ids) >= 0, got {value!r}")
+    for name, value in hf_generation.normalized_fields(self, "Qwen2Config").items():
+      object.__setattr__(self, name, value)
 
   @classmethod
   def from_hf_dict(cls, d: Mapping[str, Any], **overrides) -> Qwen2Config:
@@ -124,8 +122,7 @@ class Qwen2Config:
         rms_norm_eps=float(d.get("rms_norm_eps", _DEFAULT_EPS)),
         max_position_embeddings=int(d.get("max_position_embeddings", _DEFAULT_MAX_POSITIONS)),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
-        bos_token_id=d.get("bos_token_id"),
-        eos_token_id=d.get("eos_token_id"),
+        **hf_generation.token_ids_from_hf(d),
     )
     dtype = d.get("dtype", d.get("torch_dtype"))
     if dtype in COMPUTE_DTYPES:
@@ -141,7 +138,6 @@ class Qwen2Config:
     """
     if not self.attention_bias:
       raise ValueError("Qwen2Config.attention_bias=False has no transformers Qwen2 equivalent (q/k/v bias is fixed)")
-    eos = list(self.eos_token_id) if isinstance(self.eos_token_id, tuple) else self.eos_token_id
     return dict(
         architectures=[HF_MODEL_CLASS],
         model_type=MODEL_TYPE,
@@ -163,8 +159,7 @@ class Qwen2Config:
         use_sliding_window=False,
         sliding_window=None,
         attention_dropout=0.0,
-        bos_token_id=self.bos_token_id,
-        eos_token_id=eos,
+        **hf_generation.token_ids_to_hf(self),
         dtype=self.dtype,
         torch_dtype=self.dtype,
     )

@@ -13,7 +13,8 @@ Tensor names (torch Linear weights are [out, in]; kernels are their transpose):
 
 Reading and writing safetensors (single file or sharded index), the per-tensor transposes and the
 file-by-file atomic export (other files in the directory kept) are those of `jaxlab.models.hf_mapping` and
-`jaxlab.models.hf_common`.
+`jaxlab.models.hf_common`; the token ids and generation_config.json carried from load to export, those of
+`jaxlab.models.hf_generation`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxlab.models import hf_common, safetensors_io
+from jaxlab.models import hf_common, hf_generation, safetensors_io
 from jaxlab.models.hf_mapping import Rule, from_param, to_param
 from jaxlab.models.qwen2.config import Qwen2Config
 from jaxlab.models.qwen2.model import Qwen2LM
@@ -115,7 +116,8 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[Qw
       `dtype` / `torch_dtype` when it is one of those, else float32.
 
   Returns:
-    (config with `dtype` set, nested dict of params in `Qwen2LM`'s tree).
+    (config with `dtype` set, config.json's bos/eos/pad ids and the directory's generation_config.json
+    as `generation_config` (None without one), nested dict of params in `Qwen2LM`'s tree).
 
   Raises:
     FileNotFoundError: no config.json or no safetensors checkpoint.
@@ -127,7 +129,8 @@ def load_pretrained(directory, *, mesh=None, rules=None, dtype=None) -> tuple[Qw
   directory = os.fspath(directory)
   hf_config = hf_common.read_config_json(directory, mesh=mesh, rules=rules)
   name = hf_common.resolve_dtype(dtype, hf_config)
-  config = Qwen2Config.from_hf_dict(hf_config, dtype=name)
+  config = Qwen2Config.from_hf_dict(hf_config, dtype=name,
+                                    generation_config=hf_generation.read_generation_config(directory))
   checkpoint = safetensors_io.Checkpoint(directory)
   plan = _check_checkpoint(config, checkpoint, f"checkpoint {directory}")
   shardings = {}
@@ -160,12 +163,15 @@ def save_pretrained(params, config: Qwen2Config, directory, *, overwrite: bool =
 
   Args:
     params: `Qwen2LM` params (or {"params": params}).
-    config: the model's config.
+    config: the model's config. Its bos/eos/pad token ids go to config.json and its
+      `generation_config` (when not None) to generation_config.json, so transformers generates
+      with the settings of the checkpoint the model was loaded from.
     directory: target (created if missing). Each file is written under a temporary name and
       renamed into place once all are written, so a failure leaves an earlier export loadable.
-      Only config.json and the weight files are replaced (with stale shards of an earlier
-      export); other files, such as a tokenizer.json, are kept. A non-empty directory is written
-      into only if an earlier `save_pretrained` wrote it, or with `overwrite=True`.
+      Only config.json, generation_config.json (when written) and the weight files are replaced
+      (with stale shards of an earlier export); other files, such as a tokenizer.json, are kept.
+      A non-empty directory is written into only if an earlier `save_pretrained` wrote it, or
+      with `overwrite=True`.
     overwrite: write into a non-empty directory that is not such an export.
     max_shard_bytes: above this size tensors are split into shards with an index (whole tensors
       per shard), as transformers does.
@@ -183,4 +189,5 @@ def save_pretrained(params, config: Qwen2Config, directory, *, overwrite: bool =
   flat = _check_params(config, params)
   plan = hf_rules(config)
   dtype, shards = hf_common.rule_shards(flat, plan, max_shard_bytes, from_param)
-  hf_common.write_checkpoint(directory, dict(hf_config, dtype=dtype, torch_dtype=dtype), shards, EXPORT_MARKER)
+  hf_common.write_checkpoint(directory, dict(hf_config, dtype=dtype, torch_dtype=dtype), shards, EXPORT_MARKER,
+                             generation_config=config.generation_config)

@@ -12,8 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from jaxlab.models import hf_config
+from jaxlab.models import hf_config, hf_generation
 from jaxlab.models.hf_common import COMPUTE_DTYPES
+from jaxlab.models.hf_generation import GenerationSettings
 from jaxlab.ops.registry import check_implementation
 
 ARCHITECTURES = ("mixtral", "qwen2_moe", "qwen3_moe")
@@ -24,6 +25,7 @@ _HF_CLASS = {
 # transformers' defaults for keys a config.json may leave out.
 _DEFAULT_THETA = {"mixtral": 1e6, "qwen2_moe": 1e4, "qwen3_moe": 1e4}
 _DEFAULT_EPS = {"mixtral": 1e-5, "qwen2_moe": 1e-6, "qwen3_moe": 1e-6}
+_DEFAULT_TOKEN_IDS = {"mixtral": {"bos_token_id": 1, "eos_token_id": 2}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,9 @@ class MoELMConfig:
     moe_implementation: forwarded to `jaxlab.ops.grouped_matmul` (None = best available).
     expert_parallel: forwarded to `jaxlab.moe.MoEFeedForward`.
     router_aux_loss_coef: weight of the load-balancing loss in a training loss.
+    bos_token_id, eos_token_id, pad_token_id: kept for config.json (eos may be several ids).
+    generation_config: the checkpoint's generation_config.json (`GenerationSettings`; a dict is
+      converted), written back by `save_pretrained`; None: no such file is written.
   """
 
   architecture: str
@@ -84,6 +89,10 @@ class MoELMConfig:
   moe_implementation: str | tuple[str, ...] | None = None
   expert_parallel: bool | str | None = None
   router_aux_loss_coef: float = 0.001
+  bos_token_id: int | None = None
+  eos_token_id: int | tuple[int, ...] | None = None
+  pad_token_id: int | None = None
+  generation_config: GenerationSettings | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "attention_implementation", check_implementation(
@@ -129,6 +138,8 @@ class MoELMConfig:
     object.__setattr__(self, "mlp_only_layers", layers)
     if isinstance(self.moe_implementation, list):
       object.__setattr__(self, "moe_implementation", tuple(self.moe_implementation))
+    for name, value in hf_generation.normalized_fields(self, "MoELMConfig").items():
+      object.__setattr__(self, name, value)
     if not all(self.is_moe_layer(i) for i in range(self.num_layers)) and not self.intermediate_size:
       raise ValueError(
           "MoELMConfig has dense layers (mlp_only_layers / decoder_sparse_step) but intermediate_size=0"
@@ -145,7 +156,7 @@ class MoELMConfig:
 
   @classmethod
   def from_hf_dict(cls, d: Mapping[str, Any], **overrides) -> MoELMConfig:
-    """The config of a Hugging Face `config.json` dict; `overrides` set jaxlab-only fields (dtype, ...).
+    """The config of a Hugging Face `config.json` dict; `overrides` set jaxlab-only fields (dtype, generation_config, ...).
 
     Raises:
       ValueError: unsupported model_type (the message lists the supported ones), or a feature the
@@ -175,6 +186,7 @@ class MoELMConfig:
         max_position_embeddings=int(d.get("max_position_embeddings", 32768)),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
         router_aux_loss_coef=float(d.get("router_aux_loss_coef", 0.001)),
+        **hf_generation.token_ids_from_hf(d, _DEFAULT_TOKEN_IDS.get(arch)),
     )
     dtype = d.get("dtype", d.get("torch_dtype"))
     if dtype in COMPUTE_DTYPES:
@@ -230,6 +242,7 @@ class MoELMConfig:
         rope_theta=self.rope_theta,
         rope_parameters={"rope_theta": self.rope_theta, "rope_type": "default"},
         attention_dropout=0.0,
+        **hf_generation.token_ids_to_hf(self),
         dtype=self.dtype,
         torch_dtype=self.dtype,
     )

@@ -5,7 +5,8 @@ Loading reads config.json and `model.safetensors` (or the shards of
 the fused layout of transformers 5 (see `hf_rules`), and checks every name and shape against
 the config before reading any data; a NaN or infinity in a tensor is refused with its name. Saving
 writes the per-expert hub layout, which every transformers version loads, next to whatever else
-the target directory holds (see `hf_common.write_checkpoint`).
+the target directory holds (see `hf_common.write_checkpoint`), with the token ids and the
+generation_config.json of the checkpoint the model was loaded from (see `hf_generation`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxlab.models import hf_common, hf_mapping, safetensors_io
+from jaxlab.models import hf_common, hf_generation, hf_mapping, safetensors_io
 from jaxlab.moe.models import hf_rules
 from jaxlab.moe.models.config import MoELMConfig
 from jaxlab.moe.models.decoder import MoEDecoderLM
@@ -92,7 +93,8 @@ def load_pretrained(path, *, dtype=None, mesh=None, rules=None) -> tuple[MoELMCo
     rules: logical axis rules for `mesh`; default `logical_rules` of all presets.
 
   Returns:
-    (config with `dtype` set, nested dict of params in the fixed tree of `MoEDecoderLM`).
+    (config with `dtype` set, config.json's bos/eos/pad ids and the directory's generation_config.json
+    as `generation_config` (None without one), nested dict of params in the fixed tree of `MoEDecoderLM`).
 
   Raises:
     FileNotFoundError: no config.json or no safetensors checkpoint.
@@ -104,7 +106,7 @@ def load_pretrained(path, *, dtype=None, mesh=None, rules=None) -> tuple[MoELMCo
   path = os.fspath(path)
   hf_config = hf_common.read_config_json(path, mesh=mesh, rules=rules)
   name = hf_common.resolve_dtype(dtype, hf_config)
-  config = MoELMConfig.from_hf_dict(hf_config, dtype=name)
+  config = MoELMConfig.from_hf_dict(hf_config, dtype=name, generation_config=hf_generation.read_generation_config(path))
   checkpoint = safetensors_io.Checkpoint(path)
   plan, present = _plan(config, checkpoint, f"checkpoint {path}")
   shardings = {}
@@ -143,12 +145,15 @@ def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = Fals
 
   Args:
     params: `MoEDecoderLM` params (or {"params": params}) of float arrays.
-    config: the model's config.
+    config: the model's config. Its bos/eos/pad token ids go to config.json and its
+      `generation_config` (when not None) to generation_config.json, so transformers generates
+      with the settings of the checkpoint the model was loaded from.
     path: target directory (created if missing). Each file is written under a temporary name and
       renamed into place once all are written, so a failure leaves an earlier export loadable.
-      Only config.json and the weight files are replaced (with stale shards of an earlier export
-      of this function); other files, such as a tokenizer.json, are kept. A non-empty directory
-      is written into only if it holds an earlier export of this function, or with `overwrite=True`.
+      Only config.json, generation_config.json (when written) and the weight files are replaced
+      (with stale shards of an earlier export of this function); other files, such as a
+      tokenizer.json, are kept. A non-empty directory is written into only if it holds an
+      earlier export of this function, or with `overwrite=True`.
     overwrite: write into a non-empty directory that is not such an export.
     max_shard_bytes: above this size the tensors are split into shards with an index, as
       transformers does (whole parameters per shard).
@@ -166,4 +171,4 @@ def save_pretrained(params, config: MoELMConfig, path, *, overwrite: bool = Fals
   plan = hf_rules.rules(config)
   dtype, shards = hf_common.rule_shards(flat, plan, max_shard_bytes, hf_mapping.from_param)
   hf_config = dict(config.to_hf_dict(), dtype=dtype, torch_dtype=dtype)
-  hf_common.write_checkpoint(path, hf_config, shards, EXPORT_MARKER)
+  hf_common.write_checkpoint(path, hf_config, shards, EXPORT_MARKER, generation_config=config.generation_config)
