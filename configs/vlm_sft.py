@@ -5,7 +5,10 @@ question "What is in the image?", the answer "<colour> <shape>". The loss is `ja
 on the answer tokens (`loss.weighting`: "sqrt", InternVL's square averaging, or "token" / "sample");
 `model.freeze_vision` keeps the vision tower fixed (zero updates). `data.v2pe`: "off" (positions 0, 1,
 2, ...) or "sample" (V2PE: each training image's tokens step by a delta drawn from {1, 1/2, ..., 1/256};
-evaluation and generation use `data.v2pe_eval_delta`). At the end, greedy generation
+evaluation and generation use `data.v2pe_eval_delta`). `data.task="counting"` swaps in the harder task of
+`jaxlab.vlm.counting_task` (1 to `data.max_shapes` shapes; the answer counts each colour, then the total;
+sizes `data.min_fraction`..`max_fraction` must then be at most 0.5), which `configs/vlm_mpo.py` starts from.
+At the end, greedy generation
 on held-out records gives the exact-answer accuracy (`accuracy.json`).
 Variants:
 
@@ -42,8 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sharding = ml_collections.ConfigDict(dict(presets=("data",), min_sharded_size=4096))
 
   c.data = ml_collections.ConfigDict(dict(
-      tile_size=56, min_fraction=0.6, max_fraction=1.0, global_batch_size=32, prefetch_threads=1, num_eval=96,
-      v2pe="off", v2pe_eval_delta=1.0,
+      task="shapes", tile_size=56, min_fraction=0.6, max_fraction=1.0, global_batch_size=32, prefetch_threads=1,
+      num_eval=96, v2pe="off", v2pe_eval_delta=1.0, max_shapes=4,
   ))
   c.model = ml_collections.ConfigDict(dict(
       patch_size=14, downsample_ratio=0.5,

@@ -80,6 +80,14 @@ def draw_shape(tile_size: int, colour: str, shape: str, top: int, left: int, sid
 
   The triangle points up: apex at the box's top middle, base along its bottom row.
   """
+  image = np.ones((tile_size, tile_size, 3), np.float32)
+  paint_shape(image, colour, shape, top, left, side)
+  return image
+
+
+def paint_shape(image_hwc: np.ndarray, colour: str, shape: str, top: int, left: int, side: int) -> None:
+  """Paints `shape` in `colour` into the side x side box at (top, left) of a square image, in place."""
+  tile_size = image_hwc.shape[0]
   if colour not in _RGB or shape not in SHAPES:
     raise ValueError(f"unknown colour {colour!r} or shape {shape!r}; expected {COLOURS} and {SHAPES}")
   if side < 1 or top < 0 or left < 0 or top + side > tile_size or left + side > tile_size:
@@ -92,9 +100,7 @@ def draw_shape(tile_size: int, colour: str, shape: str, top: int, left: int, sid
     inside = (yy - r) ** 2 + (xx - r) ** 2 <= r * r
   else:
     inside = np.abs(xx - side / 2) <= 0.5 * yy  # Half-width grows from 0 at the top to side/2 at the bottom.
-  image = np.ones((tile_size, tile_size, 3), np.float32)
-  image[top:top + side, left:left + side][inside] = _RGB[colour]
-  return image
+  image_hwc[top:top + side, left:left + side][inside] = _RGB[colour]
 
 
 def normalize(image_hwc: np.ndarray) -> np.ndarray:

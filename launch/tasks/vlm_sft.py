@@ -17,6 +17,7 @@ from ml_collections import ConfigDict
 
 from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
+from jaxlab.vlm.counting_task import CountingSource
 from jaxlab.vlm.shapes_task import ShapesSource
 from jaxlab.models.qwen2 import Qwen2Config
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
@@ -33,6 +34,7 @@ from launch.validate import require_batch_divisible
 log = logging.getLogger(__name__)
 
 _FIELDS = ("input_ids", "targets", "loss_mask", "pixels")
+TASKS = ("shapes", "counting")
 
 
 def model_config_from(config: ConfigDict, vocab_size: int, image_token_id: int, seq_len: int) -> InternVLConfig:
@@ -77,7 +79,7 @@ def answer_accuracy(model, params, source: ShapesSource, indices, *, batch_size:
     batch = stack_examples([source[i] for i in indices[start:start + batch_size]])
     prompt_bt = jnp.asarray(batch["input_ids"][:, :p])
     pixels = jnp.asarray(batch["pixels"].reshape(-1, *batch["pixels"].shape[2:]))
-    expected = [source.answer_ids(int(c), int(s)) for c, s in zip(batch["colour"], batch["shape"])]
+    expected = [list(row[p - 1:]) for row in batch["targets"]]  # The answer's ids, <|im_end|> included.
     positions = jnp.asarray(batch["positions"][:, :p]) if "positions" in batch else None
     out = np.asarray(vlm_generate(model, params, prompt_bt, pixels, max_new_tokens=max(map(len, expected)),
                                   eos_id=vocab.im_end_id, pad_id=vocab.pad_id, positions_bt=positions))
@@ -87,6 +89,24 @@ def answer_accuracy(model, params, source: ShapesSource, indices, *, batch_size:
       if len(examples) < 8:
         examples.append({"expected": vocab.decode(want), "generated": vocab.decode(row)})
   return {"answer_accuracy": hits / len(indices), "num_examples": len(indices), "examples": examples}
+
+
+def task_source(config: ConfigDict, *, seed: int, length: int, v2pe_delta=None) -> ShapesSource | CountingSource:
+  """The records of `config.data.task`: "shapes" (one shape: colour and kind) or "counting" (1 to
+  `data.max_shapes` shapes: per-colour counts and the total, `jaxlab.vlm.counting_task`)."""
+  d = config.data
+  k = round(1 / config.model.downsample_ratio)
+  tokens_per_tile = (d.tile_size // config.model.patch_size // k) ** 2
+  task = d.get("task", "shapes")
+  if task == "shapes":
+    return ShapesSource(d.tile_size, tokens_per_tile=tokens_per_tile, min_fraction=d.min_fraction,
+                        max_fraction=d.max_fraction, seed=seed, length=length, v2pe_delta=v2pe_delta)
+  if task != "counting":
+    raise ValueError(f"config.data.task must be one of {TASKS}, got {task!r}")
+  if v2pe_delta is not None:
+    raise ValueError("config.data.v2pe applies to the shapes task only; set it to 'off' for task='counting'")
+  return CountingSource(d.tile_size, tokens_per_tile=tokens_per_tile, max_shapes=d.max_shapes,
+                        min_fraction=d.min_fraction, max_fraction=d.max_fraction, seed=seed, length=length)
 
 
 def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
@@ -100,15 +120,11 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   mesh = make_mesh(dict(config.mesh))
   rules = logical_rules(tuple(config.sharding.presets))
   d = config.data
-  k = round(1 / config.model.downsample_ratio)
-  tokens_per_tile = (d.tile_size // config.model.patch_size // k) ** 2
-  source_args = dict(tokens_per_tile=tokens_per_tile, min_fraction=d.min_fraction, max_fraction=d.max_fraction)
   train_delta, eval_delta = v2pe_deltas(config)
   fields = _FIELDS + (("positions",) if train_delta else ())
-  train_source = ShapesSource(d.tile_size, seed=config.seed, length=config.train.num_steps * d.global_batch_size,
-                              v2pe_delta=train_delta, **source_args)
-  eval_source = ShapesSource(d.tile_size, seed=config.seed + 1, length=d.num_eval, v2pe_delta=eval_delta,
-                             **source_args)
+  train_source = task_source(config, seed=config.seed, length=config.train.num_steps * d.global_batch_size,
+                             v2pe_delta=train_delta)
+  eval_source = task_source(config, seed=config.seed + 1, length=d.num_eval, v2pe_delta=eval_delta)
   batches = build_batches(train_source, global_batch_size=d.global_batch_size, seed=config.seed,
                           prefetch_threads=d.prefetch_threads, map_fn=lambda r: {f: r[f] for f in fields})
 
