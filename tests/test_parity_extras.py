@@ -6,7 +6,7 @@ import os
 import pytest
 
 
-@pytest.mark.parametrize("module", ["torch", "transformers"])
+@pytest.mark.parametrize("module", ["torch", "transformers", "trl"])
 def test_parity_dependencies_are_installed_where_required(module):
   if os.environ.get("JAXLAB_REQUIRE_PARITY") != "1":
     pytest.skip("JAXLAB_REQUIRE_PARITY is not 1: parity tests may skip")

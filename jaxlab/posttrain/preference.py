@@ -6,7 +6,7 @@ responses (sums over response tokens):
   DPO (sigmoid)   L_p = -log sigmoid(beta * r_c - beta * r_r)
   BCO-pair        L_q = -log sigmoid(beta * r_c - delta) - log sigmoid(-(beta * r_r - delta))
                   delta: running mean of the batch means of beta * r over chosen and rejected,
-                  carried as explicit state (`BcoState`) and updated after the loss
+                  carried as explicit state (`BcoState`), this batch included
   generation      L_g = token-averaged NLL of the chosen response
   MPO             w_p * L_p + w_q * L_q + w_g * L_g, InternVL3's w = (0.8, 0.2, 1), beta = 0.1
 
@@ -42,17 +42,19 @@ class BcoState:
 
 def bco_pair_loss(policy_chosen_b, policy_rejected_b, ref_chosen_b, ref_rejected_b, state: BcoState, *,
                   beta: float = DEFAULT_BETA) -> tuple[jax.Array, BcoState]:
-  """([B] BCO-pair loss against the current delta, the state with this batch's mean reward added).
+  """([B] BCO-pair loss, the state with this batch's mean reward added).
 
   The batch mean reward is the mean of beta * r over the chosen and the rejected responses,
-  taken without gradient; delta is the running mean of those batch means.
+  taken without gradient; delta is the running mean of those batch means (one count per batch).
+  As in the trainer InternVL3's MPO ran (TRL 0.x's `RunningMoments`), the running mean takes this
+  batch in first and the loss uses the updated delta, so the first batch's delta is its own mean.
   """
   chosen_reward = beta * (policy_chosen_b - ref_chosen_b)
   rejected_reward = beta * (policy_rejected_b - ref_rejected_b)
-  loss = -jax.nn.log_sigmoid(chosen_reward - state.delta) - jax.nn.log_sigmoid(-(rejected_reward - state.delta))
   batch_mean = jax.lax.stop_gradient(jnp.mean(jnp.concatenate([chosen_reward, rejected_reward])))
   count = state.count + 1
   delta = state.delta + (batch_mean - state.delta) / count.astype(jnp.float32)
+  loss = -jax.nn.log_sigmoid(chosen_reward - delta) - jax.nn.log_sigmoid(-(rejected_reward - delta))
   return loss, BcoState(delta=delta, count=count)
 
 

@@ -23,16 +23,20 @@ def test_dpo_is_log2_when_chosen_and_rejected_tie_and_follows_the_margin():
   np.testing.assert_allclose(small, [math.log(2) - 1e-4 * 2 / 2], rtol=1e-6)
 
 
-def test_bco_pair_uses_the_previous_delta_then_updates_the_running_mean():
+def test_bco_pair_takes_the_batch_into_the_running_mean_then_uses_it():
   pc, pr, rc, rr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -3.0]), jnp.array([-1.5, -2.5]), jnp.array([-2.0, -2.0])
   state = BcoState.init()
   loss, state = bco_pair_loss(pc, pr, rc, rr, state, beta=1.0)
   rewards_c, rewards_r = np.array([0.5, 0.5]), np.array([-1.0, -1.0])
-  expected = np.log1p(np.exp(-(rewards_c - 0.0))) + np.log1p(np.exp(rewards_r - 0.0))
+  delta = -0.25  # mean of (0.5, 0.5, -1, -1): the first batch's own mean
+  expected = np.log1p(np.exp(-(rewards_c - delta))) + np.log1p(np.exp(rewards_r - delta))
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
-  np.testing.assert_allclose(state.delta, -0.25, rtol=1e-6)  # mean of (0.5, 0.5, -1, -1)
-  _, state = bco_pair_loss(pc + 1, pr + 1, rc, rr, state, beta=1.0)
-  np.testing.assert_allclose(state.delta, (-0.25 + 0.75) / 2, rtol=1e-6)
+  np.testing.assert_allclose(state.delta, delta, rtol=1e-6)
+  loss, state = bco_pair_loss(pc + 1, pr + 1, rc, rr, state, beta=1.0)
+  delta = (-0.25 + 0.75) / 2  # one count per batch
+  np.testing.assert_allclose(state.delta, delta, rtol=1e-6)
+  expected = np.log1p(np.exp(-(rewards_c + 1 - delta))) + np.log1p(np.exp(rewards_r + 1 - delta))
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
   assert int(state.count) == 2
 
 
