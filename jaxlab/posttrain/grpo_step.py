@@ -107,7 +107,7 @@ def make_grpo_step(logits_fn: LogitsFn, sample_fn: SampleFn, reward_fn: RewardFn
       state, metrics = update(state, rollout, rng)
     groups = rewards.reshape(-1, g)
     metrics = dict(metrics, reward=float(rewards.mean()), reward_std_within_group=float(groups.std(axis=1).mean()),
-                   truncated=float(np.mean(np.asarray(rollout["response_mask"])[:, -1] > 0)))
+                   truncated=float(np.mean(~np.any(np.asarray(completions) == eos_id, axis=1))))
     return state, metrics
 
   return step

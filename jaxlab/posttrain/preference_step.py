@@ -30,6 +30,8 @@ PRESETS: dict[str, MpoWeights] = {
     "mpo": MpoWeights(),  # InternVL3: 0.8 / 0.2 / 1
     "mpo_no_quality": MpoWeights(quality=0.0),
     "mpo_no_generation": MpoWeights(generation=0.0),
+    # The generation term alone: SFT on the chosen (verified) responses, the baseline MPO must beat.
+    "chosen_sft": MpoWeights(preference=0.0, quality=0.0, generation=1.0),
 }
 
 

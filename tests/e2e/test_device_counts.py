@@ -19,6 +19,13 @@ TRAINING = {
     "splat_fit": ("configs/splat_fit.py", {"outputs.turntable_frames": 2, "outputs.num_test_renders": 1}),
     "flow_train": ("configs/flow_train.py", {"sampling.num_steps": 2, "sampling.per_class": 1}),
     "vlm_sft": ("configs/vlm_sft.py", {"data.num_eval": 8}),
+    # FEW_STEPS shortens the PRM's loop; the SFT stage, the PRM data and the evaluation are shortened here.
+    "vlm_prm": ("configs/vlm_prm.py", {"sft.train.num_steps": 2, "sft.train.log_every": 1, "sft.data.num_eval": 8,
+                                       "prm.num_images": 8, "prm.global_batch_size": 8, "prm.num_eval_records": 8,
+                                       "bon.num_eval": 4}),
+    "vlm_mpo": ("configs/vlm_mpo.py", {"sft.train.num_steps": 2, "sft.train.log_every": 1, "sft.data.num_eval": 8,
+                                       "sft.checkpoint.save_every": 2, "pairs.num_prompts": 16,
+                                       "pairs.reference_as_chosen": True, "evaluation.num_eval": 8}),
     "moe_lm": ("configs/moe_lm.py", {"evaluation.max_tokens": 256}),
 }
 

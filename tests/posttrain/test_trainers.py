@@ -12,7 +12,7 @@ import pytest
 
 from jaxlab.models.qwen2 import Qwen2Config, Qwen2LM
 from jaxlab.posttrain import (GrpoSettings, PreferenceTrainState, ReferencePolicy, lm_logits_fn, lm_sampler,
-                              make_grpo_step, make_preference_step, token_logprobs)
+                              make_grpo_step, make_preference_step, rollout_batch, token_logprobs)
 from jaxlab.sharding import axis_rules, init_sharded, logical_rules, make_mesh
 from jaxlab.train import TrainState
 
@@ -149,3 +149,76 @@ def test_one_and_several_devices_give_the_same_preference_loss():
   one = _sharded_preference_loss({"data": 1}, devices[:1])
   four = _sharded_preference_loss({"data": 2, "fsdp": 2}, devices[:4])
   np.testing.assert_allclose(four, one, rtol=1e-5)
+
+
+def _sharded_grpo_step(mesh_sizes: dict, devices):
+  """One GRPO step with prompts over "data" and parameters over "fsdp": (completions, loss)."""
+  mesh = make_mesh(mesh_sizes, devices)
+  rules = logical_rules(("data", "fsdp"))
+  model = Qwen2LM(CONFIG)
+  logits_fn = lm_logits_fn(model)
+  optimizer = optax.adam(1e-2)
+  seen = {}
+
+  def reward(prompts, completions):
+    seen["completions"] = completions
+    return (completions == 10).sum(axis=1).astype(np.float32) + 0.1 * np.arange(len(completions)) % 3
+
+  with jax.set_mesh(mesh), axis_rules(rules):
+    variables, _ = init_sharded(model.init, jax.random.key(0), jnp.zeros((1, 4), jnp.int32), mesh=mesh, rules=rules)
+    params = variables["params"]
+    state = TrainState.create(jax.tree.map(jnp.copy, params), optimizer)
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp")))
+    sampler = lm_sampler(model, group_size=2, max_new_tokens=3, eos_id=EOS, pad_id=PAD)
+    step = make_grpo_step(logits_fn, sampler, reward, ReferencePolicy(logits_fn, params), optimizer, eos_id=EOS,
+                          settings=GrpoSettings(group_size=2), state_shardings=jax.tree.map(lambda x: x.sharding, state),
+                          rollout_sharding=lambda batch: jax.tree.map(lambda x: jax.device_put(x, rows), batch))
+    prompts = jax.device_put(jnp.asarray([[5, 6, 7], [8, 9, 7], [5, 9, 7], [8, 6, 7]], jnp.int32), rows)
+    _, metrics = step(state, {"input_ids": prompts}, jax.random.key(2))
+  return seen["completions"], float(metrics["loss"])
+
+
+@pytest.mark.slow
+def test_one_and_several_devices_sample_the_same_completions_and_give_the_same_grpo_loss():
+  devices = jax.devices()
+  if len(devices) < 4:
+    pytest.skip("needs 4 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+  completions_one, loss_one = _sharded_grpo_step({"data": 1}, devices[:1])
+  completions_four, loss_four = _sharded_grpo_step({"data": 2, "fsdp": 2}, devices[:4])
+  np.testing.assert_array_equal(completions_four, completions_one)
+  np.testing.assert_allclose(loss_four, loss_one, rtol=1e-5)
+
+
+def test_rollout_rows_repeat_each_prompt_and_mask_the_completion_up_to_its_eos():
+  prompts = {"input_ids": jnp.asarray([[0, 5, 6], [7, 8, 9]], jnp.int32),
+             "attention_mask": jnp.asarray([[0, 1, 1], [1, 1, 1]], bool),
+             "pixels": jnp.arange(2 * 1 * 2 * 2 * 3, dtype=jnp.float32).reshape(2, 1, 2, 2, 3)}
+  completions = jnp.asarray([[10, EOS, PAD], [11, 12, 13], [EOS, PAD, PAD], [14, EOS, PAD]], jnp.int32)
+  rollout = rollout_batch(prompts, completions, group_size=2, eos_id=EOS)
+  np.testing.assert_array_equal(rollout["input_ids"][:, :3], [[0, 5, 6], [0, 5, 6], [7, 8, 9], [7, 8, 9]])
+  np.testing.assert_array_equal(rollout["attention_mask"][0], [0, 1, 1, 1, 1, 1])
+  np.testing.assert_array_equal(rollout["response_mask"],
+                                [[0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 0, 0], [0, 0, 0, 1, 1, 0]])
+  assert rollout["pixels"].shape == (4, 2, 2, 3)
+  np.testing.assert_array_equal(rollout["pixels"][1], prompts["pixels"][0, 0])
+  np.testing.assert_array_equal(rollout["pixels"][2], prompts["pixels"][1, 0])
+  with pytest.raises(ValueError, match="completions for 2 prompts"):
+    rollout_batch(prompts, completions[:3], group_size=2, eos_id=EOS)
+
+
+def test_an_moe_lm_scores_pairs_through_the_same_forward():
+  from jaxlab.moe.models import MoEDecoderLM, MoELMConfig
+  from jaxlab.posttrain import moe_logits_fn, pair_forward
+  config = MoELMConfig("mixtral", vocab_size=VOCAB, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
+                       head_dim=8, num_experts=4, top_k=2, moe_intermediate_size=8)
+  model = MoEDecoderLM(config)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+  logits_fn = moe_logits_fn(model)
+  batch = _pair_batch(2)
+  scores = pair_forward(logits_fn, params, batch)
+  logits, _ = model.apply({"params": params}, batch["chosen_ids"])
+  expected = np.sum(np.asarray(token_logprobs(logits, batch["chosen_ids"])) * np.asarray(batch["chosen_mask"]), axis=1)
+  np.testing.assert_allclose(scores.chosen_b, expected, rtol=1e-5)
+  assert np.all(np.asarray(scores.rejected_b) < 0)
+  with pytest.raises(ValueError, match="pad on the right"):
+    logits_fn(params, {"input_ids": batch["chosen_ids"], "attention_mask": jnp.asarray([[0] + [1] * 8] * 2)})
