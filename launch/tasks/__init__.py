@@ -13,6 +13,8 @@ TASKS = {
     "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
     "splat_fit": "launch.tasks.splat_fit",
     "v3dg_build": "launch.tasks.v3dg_build",
+    "vlm_mpo": "launch.tasks.vlm_mpo",
+    "vlm_prm": "launch.tasks.vlm_prm",
     "vlm_sft": "launch.tasks.vlm_sft",
 }
 
