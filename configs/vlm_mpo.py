@@ -13,7 +13,9 @@ mpo_no_generation (0.8/0.2/0), and chosen_sft (0/0/1: SFT on the verified sample
 that says what the preference terms add). `results.md` gives held-out greedy accuracy of each.
 
 Variants:
-  default: the table in docs/vlm.md ("MPO on the counting task").
+  default: SFT 0.482 -> MPO 0.590, DPO 0.338, SFT on the chosen samples 0.623 held-out final-total
+           accuracy (seed 0; the full table, with a second seed and a lower learning rate, in
+           docs/posttrain.md), about 6 minutes on 2 CPU cores (2026-12-06).
   smoke:   a tiny SFT and two short preference runs, for tests.
 
   python -m launch.run --config=configs/vlm_mpo.py --workdir=runs/vlm_mpo
