@@ -21,9 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxlab.vlm.chat_template import render_chat
-from jaxlab.vlm.image_tokens import expand_image_tokens
-from jaxlab.vlm.shapes_task import COLOURS, SHAPES, SPECIAL_TOKENS, WORDS, ShapesVocab, normalize, paint_shape
+from jaxlab.vlm.shapes_task import (COLOURS, SHAPES, SPECIAL_TOKENS, WORDS, ShapesVocab, image_question_ids, normalize,
+                                    paint_shape)
 
 QUESTION = "How many shapes are there?"
 NUMBERS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six")
@@ -119,9 +118,7 @@ class CountingSource:
                       min_fraction=float(min_fraction), max_fraction=float(max_fraction), seed=int(seed),
                       length=int(length))
     self.vocab = counting_vocab()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
-    prompt = expand_image_tokens(render_chat(messages), [1], tokens_per_tile=int(tokens_per_tile))
-    self._prompt_ids = self.vocab.encode(prompt)
+    self._prompt_ids = image_question_ids(self.vocab, QUESTION, int(tokens_per_tile))
 
   @property
   def prompt_length(self) -> int:

@@ -103,6 +103,12 @@ def paint_shape(image_hwc: np.ndarray, colour: str, shape: str, top: int, left: 
   image_hwc[top:top + side, left:left + side][inside] = _RGB[colour]
 
 
+def image_question_ids(vocab: ShapesVocab, question: str, tokens_per_tile: int) -> list[int]:
+  """Ids of the ChatML prompt "one image, then `question`", up to `<|im_start|>assistant\n`."""
+  messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+  return vocab.encode(expand_image_tokens(render_chat(messages), [1], tokens_per_tile=tokens_per_tile))
+
+
 def normalize(image_hwc: np.ndarray) -> np.ndarray:
   """[0, 1] RGB -> ImageNet-normalized float32, as `jaxlab.vlm.tiling` normalizes tiles."""
   mean = np.asarray(IMAGENET_MEAN, np.float32)
@@ -149,9 +155,7 @@ class ShapesSource:
     self._args = dict(tile_size=int(tile_size), tokens_per_tile=int(tokens_per_tile), min_fraction=float(min_fraction),
                       max_fraction=float(max_fraction), seed=int(seed), length=int(length), v2pe_delta=v2pe_delta)
     self.vocab = ShapesVocab()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
-    prompt = expand_image_tokens(render_chat(messages), [1], tokens_per_tile=int(tokens_per_tile))
-    self._prompt_ids = self.vocab.encode(prompt)
+    self._prompt_ids = image_question_ids(self.vocab, QUESTION, int(tokens_per_tile))
 
   @property
   def prompt_length(self) -> int:
