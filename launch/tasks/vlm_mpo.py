@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import numpy as np
 from ml_collections import ConfigDict
 from PIL import Image
@@ -127,6 +128,8 @@ def make_pairs(config: ConfigDict, model, params, workdir: pathlib.Path, mesh, r
   if jax.process_index() == 0:
     write_pairs(path, records)
     files.write_text(out_dir / "report.json", json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+  if jax.process_count() > 1:  # Every process reads the pairs process 0 wrote.
+    multihost_utils.sync_global_devices("jaxlab_vlm_mpo_pairs_written")
   return path
 
 
