@@ -11,6 +11,8 @@ TASKS = {
     "lm_tiny": "launch.tasks.lm_tiny",
     "moe_lm": "launch.tasks.moe_lm",
     "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
+    "robosplat_generate": "launch.tasks.robosplat_generate",
+    "robosplat_policy": "launch.tasks.robosplat_policy",
     "splat_fit": "launch.tasks.splat_fit",
     "v3dg_build": "launch.tasks.v3dg_build",
     "vlm_mpo": "launch.tasks.vlm_mpo",
