@@ -33,8 +33,8 @@ def test_ci_runs_the_readme_test_command():
   ci = (pathlib.Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
   assert "<!-- test-command -->" in ci
   command = re.search(r"<!-- test-command -->\n```bash\n(.*)\n```", README).group(1)
-  # CI installs the parity extra and forbids the transformers parity tests to skip.
-  assert "pip install -e '.[test,parity]'" in command and "JAXLAB_REQUIRE_PARITY=1" in command
+  # CI installs the parity and robot extras and forbids the transformers parity tests to skip.
+  assert "pip install -e '.[test,parity,robot]'" in command and "JAXLAB_REQUIRE_PARITY=1" in command
   assert "pytest" in command and "-m 'not slow'" in command
   main = re.search(r"<!-- main-command -->\n```bash\n(.*)\n```", README).group(1)
   assert "launch.run --config=configs/splat_fit.py" in main
