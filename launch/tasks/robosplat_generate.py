@@ -68,8 +68,8 @@ def _preview(path: pathlib.Path, source_dir: pathlib.Path, generated_dir: pathli
   real = np.concatenate(list(source.frame_images(0, 0, cameras)), 0)
   shown = [np.concatenate(list(generated.frame_images(e, 0, cameras)), 0)
            for e in range(min(len(generated), 4))]
-  if shown:
-    save_side_by_side(path, real, np.concatenate(shown, 1))
+  if shown:  # the simulator's first frame | the first frames of up to four generated demonstrations
+    save_side_by_side(path, real / 255.0, np.concatenate(shown, 1) / 255.0)
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
