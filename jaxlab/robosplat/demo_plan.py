@@ -24,12 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.robosplat import kinematics, urdf
-from jaxlab.robosplat.keyframes import find_keyframes, pre_grasp, transform_keyframe
+from jaxlab.robosplat.keyframes import PRE_GRASP_HEIGHT, find_keyframes, pre_grasp, transform_keyframe
+from jaxlab.robosplat.motion import GRIPPER_CLOSE_STEPS as CLOSE_STEPS
 from jaxlab.robosplat.motion import plan_segment
+from jaxlab.robosplat.sim.world import FINGER_OPEN
 
-FINGER_OPEN = 0.04  # per finger (m)
-CLOSE_STEPS = 3  # the gripper closes over 3 control steps (spec)
-LIFT_HEIGHT = 0.12
+LIFT_HEIGHT = PRE_GRASP_HEIGHT
 
 
 @dataclasses.dataclass(frozen=True)

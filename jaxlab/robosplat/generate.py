@@ -22,7 +22,7 @@ from jaxlab.robosplat import kinematics
 from jaxlab.robosplat.demo_plan import PlannedDemo, SourceTrajectory, plan_demo
 from jaxlab.robosplat.demo_render import DemoRenderer, EditSettings, RenderCamera
 from jaxlab.robosplat.episodes import EpisodeWriter
-from jaxlab.robosplat.sim.closed_loop import GRID_X, GRID_Y  # the spec's grid offsets
+from jaxlab.robosplat.sim.closed_loop import GRID_X, GRID_Y, grid_xy  # the spec's grid
 from jaxlab.robosplat.sim_assets import SceneParts
 
 log = logging.getLogger(__name__)
@@ -83,14 +83,6 @@ class GenerationReport:
     return {**dataclasses.asdict(self), "frames_per_second": self.frames_per_second}
 
 
-def grid_positions(object_xy: Sequence[float], grid: tuple[int, int], grid_x: Sequence[float] = GRID_X,
-                   grid_y: Sequence[float] = GRID_Y) -> np.ndarray:
-  """[n_x * n_y, 2] object positions of the generation grid about the source position."""
-  xs = object_xy[0] + np.linspace(*grid_x, grid[0])
-  ys = object_xy[1] + np.linspace(*grid_y, grid[1])
-  return np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
-
-
 def plan_for_object(source: SourceTrajectory, parts: SceneParts, source_object: str, object_name: str,
                     xy_yaw: Sequence[float], model=None) -> PlannedDemo:
   """`plan_demo` for `object_name` at (x, y, yaw): grasp height and tray drop from its part."""
@@ -127,7 +119,8 @@ def generate_demos(writer: EpisodeWriter, source_demo, parts: SceneParts, camera
   source = SourceTrajectory.from_demo(source_demo)
   model = kinematics.panda_model()
   renderer = make_renderer(parts, cameras, settings.edits, source_demo.spec.table_xy)
-  positions = grid_positions(source.object_xy_yaw[:2], settings.grid, settings.grid_x, settings.grid_y)
+  positions = grid_xy(size=settings.grid, offsets_x=settings.grid_x, offsets_y=settings.grid_y,
+                      center_xy=source.object_xy_yaw[:2])
   rng = np.random.default_rng(settings.seed)
   key = jax.random.key(settings.seed)
   report = GenerationReport()

@@ -10,7 +10,8 @@ pybullet = pytest.importorskip("pybullet")
 
 from jaxlab.robosplat.sim import capture, closed_loop  # noqa: E402
 from jaxlab.robosplat.sim.cameras import FRONT, SIDE, CameraSpec, default_cameras, orbit_cameras, render  # noqa: E402
-from jaxlab.robosplat.sim.source_demo import gripper_keyframes, record_source_demo, replay_actions  # noqa: E402
+from jaxlab.robosplat.keyframes import find_keyframes  # noqa: E402
+from jaxlab.robosplat.sim.source_demo import record_source_demo, replay_actions  # noqa: E402
 from jaxlab.robosplat.sim.world import INIT_QPOS, OBJECTS, TabletopSpec, World  # noqa: E402
 from jaxlab.splat.edit import SphericalJitter  # noqa: E402
 
@@ -164,7 +165,7 @@ def test_source_demo_succeeds_and_replays(demo):
   np.testing.assert_allclose(demo.state_t8[1:, :7], demo.action_t8[:-1, :7], atol=1e-5)
   close, release, last = demo.keyframes
   assert last == t - 1 and np.all(demo.action_t8[close:release, 7] == 0) and demo.action_t8[release, 7] == 1
-  np.testing.assert_array_equal(gripper_keyframes(demo.action_t8[:, 7]), demo.keyframes)
+  np.testing.assert_array_equal(find_keyframes(demo.action_t8[:, 7]), demo.keyframes)
   # At the grasp the end effector is at the cube's centre; the fingers stop at its 5 cm width.
   start = demo.object_pose_t44[0, :3, 3]
   np.testing.assert_allclose(demo.ee_pose_t44[close, :3, 3], start, atol=0.005)

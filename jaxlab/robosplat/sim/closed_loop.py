@@ -73,11 +73,14 @@ class EpisodeResult:
   final_state: np.ndarray
 
 
-def grid_xy(spec: TabletopSpec | None = None) -> np.ndarray:
-  """[100, 2] object positions of the spec's 10x10 generation grid around the source pose."""
+def grid_xy(spec: TabletopSpec | None = None, *, size: Sequence[int] = GRID_SIZE, offsets_x: Sequence[float] = GRID_X,
+            offsets_y: Sequence[float] = GRID_Y, center_xy: Sequence[float] | None = None) -> np.ndarray:
+  """[n_x * n_y, 2] object positions of the generation grid (the spec's 10x10 by default) about
+  `center_xy` (default: the spec's source object position)."""
   spec = spec or TabletopSpec()
-  xs = spec.object_xy_yaw[0] + np.linspace(*GRID_X, GRID_SIZE[0])
-  ys = spec.object_xy_yaw[1] + np.linspace(*GRID_Y, GRID_SIZE[1])
+  center = spec.object_xy_yaw[:2] if center_xy is None else center_xy
+  xs = center[0] + np.linspace(*offsets_x, size[0])
+  ys = center[1] + np.linspace(*offsets_y, size[1])
   return np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
 
 

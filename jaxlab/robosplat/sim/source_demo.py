@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxlab.robosplat.keyframes import PRE_GRASP_HEIGHT, find_keyframes
 from jaxlab.robosplat.sim.cameras import render
 from jaxlab.robosplat.sim.world import (
     ARM_JOINTS,
@@ -32,7 +33,6 @@ from jaxlab.robosplat.sim.world import (
     rotation_z,
 )
 
-PRE_GRASP_HEIGHT = 0.12  # spec: the pre-grasp waypoint is 0.12 m above the grasp
 TRANSPORT_HEIGHT = 0.16  # end-effector height while carrying over to the tray
 RELEASE_HEIGHT = 0.11  # end-effector height at which the object is let go over the tray
 # Steps per segment (22 Hz): 82 in all, about 3.7 s.
@@ -77,13 +77,6 @@ class SourceDemo:
   @property
   def timestamps_t(self) -> np.ndarray:
     return np.arange(self.num_steps) / CONTROL_HZ
-
-
-def gripper_keyframes(gripper_command_t: np.ndarray) -> np.ndarray:
-  """Steps where the gripper command changes (the first step of the new command) plus the last."""
-  command = np.asarray(gripper_command_t)
-  toggles = np.flatnonzero(command[1:] != command[:-1]) + 1
-  return np.unique(np.concatenate([toggles, [len(command) - 1]])).astype(np.int64)
 
 
 class PandaIK:
@@ -224,7 +217,7 @@ def record_source_demo(world_spec: TabletopSpec | None = None, *, object_name: s
   action_t8 = np.stack(actions)
   return SourceDemo(
       qpos_t9=np.stack(qpos), state_t8=np.stack(states), action_t8=action_t8, ee_pose_t44=np.stack(ee_poses),
-      object_pose_t44=np.stack(object_poses), keyframes=gripper_keyframes(action_t8[:, 7]),
+      object_pose_t44=np.stack(object_poses), keyframes=find_keyframes(action_t8[:, 7]),
       object_name=object_name, object_xy_yaw=xy_yaw, success=success, spec=spec)
 
 
