@@ -41,6 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.generate = ml_collections.ConfigDict(dict(
       num_demos=100, grid=(10, 10), random_yaw=True,
       object_names=("cube",),  # object-type replacement: e.g. ("cube", "lego", "duck", "cylinder")
+      embodiments=("panda",),  # embodiment replacement: e.g. ("panda", "iiwa")
       image_size=64,
   ))
   c.edits = ml_collections.ConfigDict(dict(

@@ -98,7 +98,7 @@ def _segments(source: SourceTrajectory, descend_steps: int, lift_steps: int) -> 
 
 def plan_demo(source: SourceTrajectory, model: urdf.RobotModel, object_xy_yaw, *, object_start_pose_44,
               grasp_height_offset: float = 0.0, tray_floor_pose_z: float | None = None, descend_steps: int = 12,
-              lift_steps: int = 12) -> PlannedDemo:
+              lift_steps: int = 12, init_qpos_9=None) -> PlannedDemo:
   """Plans the demonstration for an object whose grasp point starts at `object_xy_yaw`.
 
   Args:
@@ -111,6 +111,9 @@ def plan_demo(source: SourceTrajectory, model: urdf.RobotModel, object_xy_yaw, *
     tray_floor_pose_z: the object frame's z once dropped in the tray; None: the source
       object's final z.
     descend_steps, lift_steps: lengths of the pre-grasp → grasp and grasp → lift segments.
+    init_qpos_9: the robot's home joints, where the demonstration starts (None: the Panda's
+      `kinematics.INIT_QPOS`); another embodiment passes its own (embodiment replacement:
+      the same end-effector keyframes, reached by this robot's inverse kinematics).
   """
   grasp_k, release_k, last_k = source.keyframes
   steps = _segments(source, descend_steps, lift_steps)
@@ -122,7 +125,8 @@ def plan_demo(source: SourceTrajectory, model: urdf.RobotModel, object_xy_yaw, *
   lift_target = np.asarray(pre_grasp(grasp, LIFT_HEIGHT), np.float64)
   release = source.ee_pose_t44[release_k]
 
-  q = jnp.asarray(np.concatenate([kinematics.INIT_QPOS[:7], [FINGER_OPEN, FINGER_OPEN]]), jnp.float32)
+  home_7 = np.asarray(kinematics.INIT_QPOS if init_qpos_9 is None else init_qpos_9, np.float64)[:7]
+  q = jnp.asarray(np.concatenate([home_7, [FINGER_OPEN, FINGER_OPEN]]), jnp.float32)
   arm_targets, failures = [], []
   for name, target in (("approach", approach_target), ("descend", grasp), ("close", None), ("lift", lift_target),
                        ("transport", release), ("hold", None)):
@@ -153,7 +157,7 @@ def plan_demo(source: SourceTrajectory, model: urdf.RobotModel, object_xy_yaw, *
     widths[t] = width
     target = held_width if gripper_command[t] < 0.5 else 2 * FINGER_OPEN
     width = width + np.clip(target - width, -step, step)
-  arm_t7 = np.concatenate([kinematics.INIT_QPOS[None, :7], targets_tj[:-1, :7]])
+  arm_t7 = np.concatenate([home_7[None], targets_tj[:-1, :7]])
   state_t8 = np.concatenate([arm_t7, widths[:, None]], 1)
   qpos_t9 = np.concatenate([arm_t7, widths[:, None] / 2, widths[:, None] / 2], 1)
 

@@ -35,18 +35,25 @@ from jaxlab.robosplat.background import fit_background
 from jaxlab.robosplat.scene import stack_links
 from jaxlab.robosplat.sim.cameras import FRONT, SIDE, CameraSpec, orbit_cameras
 from jaxlab.robosplat.sim.capture import capture_views, masks_for
+from jaxlab.robosplat.embodiments import Embodiment, get_embodiment
 from jaxlab.robosplat.sim.world import INIT_QPOS, OBJECTS, TabletopSpec, World
 from jaxlab.splat import Camera, Gaussians, stack_cameras
 
 log = logging.getLogger(__name__)
 
-# Arm configurations the robot is photographed in: home plus two that turn the links, so
-# every side of every link is seen by some view.
-_ROBOT_CAPTURE_QPOS = (
-    INIT_QPOS,
-    np.array([0.6, 0.4, -0.3, -1.8, 0.4, 2.0, 0.2, 0.04, 0.04]),
-    np.array([-0.7, -0.2, 0.4, -2.4, -0.5, 2.6, 1.6, 0.02, 0.02]),
+# Arm configurations the robot is photographed in: home plus two offsets from it that turn
+# the links, so every side of every link is seen by some view (fingers open, half open).
+_ROBOT_CAPTURE_OFFSETS = (
+    (np.zeros(7), 0.04),
+    (np.array([0.6, 0.3, -0.3, 0.35, 0.4, -0.25, -0.58]), 0.04),
+    (np.array([-0.7, -0.3, 0.4, -0.25, -0.5, 0.35, 0.82]), 0.02),
 )
+
+
+def robot_capture_qpos(embodiment: Embodiment) -> list[np.ndarray]:
+  """The 9-joint configurations an embodiment's links are photographed in."""
+  home = embodiment.init_qpos_9[:7]
+  return [np.concatenate([home + offset, [finger, finger]]) for offset, finger in _ROBOT_CAPTURE_OFFSETS]
 # A background Gaussian within this height of the table top (and on it) is the table top.
 _TABLE_TOP_BAND = 0.008
 
@@ -107,10 +114,11 @@ class SceneParts:
   Attributes:
     background: static world-frame Gaussians (fitted).
     table_top_n: [N_background] bool, the table top (replaced by the appearance edit).
-    links_lm: [L, M] robot link Gaussians, each row in its link frame.
+    links_lm: [L, M] link Gaussians of the source robot (the Panda), each row in its link frame.
     link_ids: [L] rows of `forward_kinematics` output for each link row.
     objects: name -> ObjectPart.
     report: how the reconstruction went (PSNRs, views, coverage).
+    other_robots: embodiment name -> (links_lm, link_ids) of the replacement robots.
   """
 
   background: Gaussians
@@ -119,6 +127,20 @@ class SceneParts:
   link_ids: np.ndarray
   objects: dict[str, ObjectPart]
   report: dict[str, Any]
+  other_robots: dict[str, tuple[Gaussians, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+  @property
+  def embodiments(self) -> tuple[str, ...]:
+    return ("panda", *self.other_robots)
+
+  def robot_links(self, embodiment: str = "panda") -> tuple[Gaussians, np.ndarray]:
+    """(links_lm, link_ids) of one embodiment."""
+    if embodiment == "panda":
+      return self.links_lm, self.link_ids
+    if embodiment not in self.other_robots:
+      raise ValueError(f"embodiment {embodiment!r} has no Gaussians in the scene parts; it has {list(self.embodiments)} "
+                       "(build them with build_scene_parts(embodiments=...))")
+    return self.other_robots[embodiment]
 
 
 def _jaxlab_cameras(cameras: list[CameraSpec]) -> Camera:
@@ -235,14 +257,15 @@ def object_model(name: str) -> tuple[urdf.RobotModel, float]:
 
 def build_robot_links(world: World, cameras_spec: list[CameraSpec], settings: AssetSettings,
                       rng: np.random.Generator) -> tuple[Gaussians, np.ndarray, dict[str, float]]:
-  """[L, M] link Gaussians (link frames), their FK rows and the fraction of samples each view set saw."""
-  model = kinematics.panda_model()
+  """[L, M] link Gaussians (link frames) of the world's robot (`world.embodiment`), their FK rows
+  and the fraction of samples each view set saw."""
+  model = world.embodiment.model()
   captures, link_poses = [], []
-  for qpos in _ROBOT_CAPTURE_QPOS:
+  for qpos in robot_capture_qpos(world.embodiment):
     world.set_arm(qpos)
     captures.append(capture_views(world, cameras_spec, oversample=settings.oversample, keep={world.robot}))
     link_poses.append(np.asarray(kinematics.forward_kinematics(model, jnp.asarray(qpos, jnp.float32)), np.float64))
-  world.set_arm(INIT_QPOS)
+  world.set_arm(world.embodiment.init_qpos_9)
   cameras = _jaxlab_cameras(cameras_spec)
   parts, ids, seen = [], [], {}
   for index, link in enumerate(model.links):
@@ -292,8 +315,15 @@ def build_object(world: World, name: str, cameras_spec: list[CameraSpec], settin
 
 
 def build_scene_parts(spec: TabletopSpec | None = None, settings: AssetSettings | None = None,
-                      object_names: tuple[str, ...] | None = None) -> SceneParts:
-  """Captures the simulated tabletop and reconstructs its Gaussian parts (module doc)."""
+                      object_names: tuple[str, ...] | None = None,
+                      embodiments: tuple[str, ...] = ("panda",)) -> SceneParts:
+  """Captures the simulated tabletop and reconstructs its Gaussian parts (module doc).
+
+  `embodiments` other than the Panda (the source robot, always built) get their links too,
+  photographed the same way in a world holding that robot (embodiment replacement).
+  """
+  for name in embodiments:
+    get_embodiment(name)  # an unknown name fails before any capture
   spec = spec or TabletopSpec()
   settings = settings or AssetSettings()
   object_names = tuple(OBJECTS) if object_names is None else tuple(object_names)
@@ -322,11 +352,20 @@ def build_scene_parts(spec: TabletopSpec | None = None, settings: AssetSettings 
     for name in object_names:
       objects[name], object_seen[name] = build_object(world, name, cameras_spec, settings, rng)
     report["object_seen_fraction"] = object_seen
+    other_robots = {}
+    for name in dict.fromkeys(embodiments):
+      if name == "panda":
+        continue
+      world.reset("cube", spec.object_xy_yaw, embodiment=name)
+      links, ids, seen = build_robot_links(world, cameras_spec, settings, rng)
+      other_robots[name] = (links, ids)
+      report[f"link_seen_fraction/{name}"] = seen
+    world.reset("cube", spec.object_xy_yaw, embodiment="panda")
   table_top = table_top_mask(background, spec)
   report.update(background_gaussians=int(background.num), table_top_gaussians=int(table_top.sum()),
                 link_rows=int(links_lm.means.shape[0]), link_slots=int(links_lm.means.shape[1]))
   log.info("scene parts: %s", report)
-  return SceneParts(background, table_top, links_lm, link_ids, objects, report)
+  return SceneParts(background, table_top, links_lm, link_ids, objects, report, other_robots)
 
 
 
@@ -341,6 +380,9 @@ def save_scene_parts(path: str | os.PathLike, parts: SceneParts) -> None:
   """Writes the parts as one .npz (temporary name, then renamed); `load_scene_parts` reads it."""
   arrays: dict[str, np.ndarray] = {"table_top_n": parts.table_top_n, "link_ids": parts.link_ids}
   named = {"background": parts.background, "links_lm": parts.links_lm}
+  for name, (links, ids) in parts.other_robots.items():
+    named[f"robot/{name}/links_lm"] = links
+    arrays[f"robot/{name}/link_ids"] = np.asarray(ids)
   for name, part in parts.objects.items():
     named[f"object/{name}"] = part.gaussians
     arrays[f"object/{name}/rest_pose_44"] = part.rest_pose_44
@@ -365,7 +407,9 @@ def load_scene_parts(path: str | os.PathLike) -> SceneParts:
     objects = {n: ObjectPart(gaussians(f"object/{n}"), arrays[f"object/{n}/rest_pose_44"],
                              arrays[f"object/{n}/center_local_3"], float(arrays[f"object/{n}/grasp_height"]))
                for n in names}
+    robots = sorted({k.split("/")[1] for k in arrays if k.startswith("robot/")})
+    other_robots = {n: (gaussians(f"robot/{n}/links_lm"), arrays[f"robot/{n}/link_ids"]) for n in robots}
     return SceneParts(gaussians("background"), arrays["table_top_n"], gaussians("links_lm"), arrays["link_ids"],
-                      objects, json.loads(arrays["report_json"].tobytes()))
+                      objects, json.loads(arrays["report_json"].tobytes()), other_robots)
   except (OSError, KeyError, ValueError) as error:
     raise ValueError(f"{path} is not a scene-parts file written by save_scene_parts: {error}") from None

@@ -20,6 +20,7 @@ from ml_collections import ConfigDict
 from jaxlab import files
 from jaxlab.robosplat.demo_render import EditSettings
 from jaxlab.robosplat.episodes import EpisodeDataset
+from jaxlab.robosplat.embodiments import EMBODIMENTS
 from jaxlab.robosplat.generate import GenerateSettings, generate_demos, open_writer, write_source_episode
 from jaxlab.robosplat.sim.cameras import default_cameras
 from jaxlab.robosplat.sim.source_demo import demo_images, record_source_demo
@@ -41,6 +42,9 @@ def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
   if unknown:
     raise ConfigError(f"scene.source_object / generate.object_names: unknown object(s) {unknown}; "
                       f"choose from {sorted(OBJECTS)}")
+  unknown = [n for n in config.generate.embodiments if n not in EMBODIMENTS]
+  if unknown:
+    raise ConfigError(f"generate.embodiments: unknown robot(s) {unknown}; choose from {sorted(EMBODIMENTS)}")
   try:
     generate_settings(config)
   except (TypeError, ValueError) as e:
@@ -57,7 +61,8 @@ def asset_settings(config: ConfigDict) -> AssetSettings:
 def generate_settings(config: ConfigDict, seed_offset: int = 0) -> GenerateSettings:
   g = config.generate
   return GenerateSettings(num_demos=g.num_demos, grid=tuple(g.grid), random_yaw=g.random_yaw,
-                          object_names=tuple(g.object_names), edits=EditSettings(**dict(config.edits)),
+                          object_names=tuple(g.object_names), embodiments=tuple(g.embodiments),
+                          edits=EditSettings(**dict(config.edits)),
                           seed=config.seed + seed_offset)
 
 
@@ -85,12 +90,14 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   object_names = tuple(dict.fromkeys((demo.object_name, *config.generate.object_names)))
   parts_path = workdir / "scene_parts.npz"
   parts = load_scene_parts(parts_path) if parts_path.is_file() else None
-  if parts is None or not set(object_names) <= set(parts.objects):  # a rerun reuses the reconstruction
-    parts = build_scene_parts(demo.spec, asset_settings(config), object_names=object_names)
+  embodiments = tuple(config.generate.embodiments)
+  # A rerun reuses the reconstruction when it has every object and robot asked for.
+  if parts is None or not set(object_names) <= set(parts.objects) or not set(embodiments) <= set(parts.embodiments):
+    parts = build_scene_parts(demo.spec, asset_settings(config), object_names=object_names, embodiments=embodiments)
     save_scene_parts(parts_path, parts)
   generated_dir = workdir / "generated"
   resume = (generated_dir / "meta" / "info.json").is_file()
-  with open_writer(generated_dir, cameras, fps=CONTROL_HZ, resume=resume) as writer:
+  with open_writer(generated_dir, cameras, fps=CONTROL_HZ, resume=resume, embodiments=embodiments) as writer:
     remaining = config.generate.num_demos - writer.num_episodes
     report = None
     if remaining > 0:  # a rerun continues with fresh draws where the last one stopped

@@ -13,6 +13,7 @@ from jaxlab.robosplat import kinematics  # noqa: E402
 from jaxlab.robosplat.assets import surface_gaussians  # noqa: E402
 from jaxlab.robosplat.demo_plan import SourceTrajectory, plan_demo  # noqa: E402
 from jaxlab.robosplat.demo_render import EditSettings  # noqa: E402
+from jaxlab.robosplat.embodiments import get_embodiment  # noqa: E402
 from jaxlab.robosplat.episodes import EpisodeDataset  # noqa: E402
 from jaxlab.robosplat.generate import GenerateSettings, generate_demos, make_renderer, open_writer  # noqa: E402
 from jaxlab.robosplat.scene import stack_links  # noqa: E402
@@ -46,19 +47,24 @@ def parts(demo):
   table_xy = np.array(demo.spec.table_xy)
   p, n = _box_points(rng, np.array([*table_xy, -0.02]), np.array([0.75, 0.5, 0.02]), 400)
   background = surface_gaussians(p, n, np.full((400, 3), 0.6), spacing=0.05)
-  link_rows, link_ids = [], []
-  for index, link in enumerate(model.links):
-    if link.visuals:
-      p, n = _box_points(rng, np.zeros(3), np.full(3, 0.04), 20)
-      link_rows.append(surface_gaussians(p, n, np.full((20, 3), 0.9), spacing=0.02))
-      link_ids.append(index)
+  def box_links(model, grey):
+    rows, ids = [], []
+    for index, link in enumerate(model.links):
+      if link.visuals:
+        p, n = _box_points(rng, np.zeros(3), np.full(3, 0.04), 20)
+        rows.append(surface_gaussians(p, n, np.full((20, 3), grey), spacing=0.02))
+        ids.append(index)
+    return stack_links(rows), np.asarray(ids)
+
+  links, link_ids = box_links(model, 0.9)
+  iiwa = box_links(get_embodiment("iiwa").model(), 0.3)
   p, n = _box_points(rng, np.zeros(3), np.full(3, 0.025), 60)
   cube = surface_gaussians(p, n, np.tile([0.9, 0.1, 0.1], (60, 1)), spacing=0.01)
   rest = np.eye(4)
   rest[2, 3] = 0.025
   obj = ObjectPart(cube, rest, np.zeros(3), 0.025)
   top = np.asarray(background.means)[:, 2] > -0.001
-  return SceneParts(background, top, stack_links(link_rows), np.asarray(link_ids), {"cube": obj}, {})
+  return SceneParts(background, top, links, link_ids, {"cube": obj}, {}, {"iiwa": iiwa})
 
 
 def test_generated_demonstration_replays_open_loop_in_the_simulator(demo):
@@ -110,6 +116,37 @@ def test_generation_skips_and_counts_unreachable_and_writes_readable_episodes(de
   images = dataset.frame_images(0, 0, ["front", "side"])
   assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
   assert images.std() > 5  # a rendered scene, not a blank frame
+
+
+def test_embodiment_replacement_writes_each_robot_s_own_replayable_demonstration(demo, parts, tmp_path):
+  cameras = default_cameras(16)
+  settings = GenerateSettings(num_demos=2, grid=(1, 1), grid_x=(0.1, 0.1), grid_y=(0.05, 0.05),
+                              embodiments=("panda", "iiwa"), edits=EditSettings.none(), seed=1)
+  with open_writer(tmp_path / "gen", cameras, fps=22, embodiments=settings.embodiments) as writer:
+    report = generate_demos(writer, demo, parts, cameras, settings)
+  assert report.written == 2
+  dataset = EpisodeDataset(tmp_path / "gen")
+  assert dataset.info["robot_type"] == "franka_panda+kuka_iiwa_panda_hand"
+  robots = [dataset.metadata(e)["embodiment"] for e in range(2)]
+  assert robots == ["panda", "iiwa"]
+  actions = [dataset.state_action(e)[1] for e in range(2)]
+  for robot, action in zip(robots, actions):
+    xy_yaw = dataset.metadata(robots.index(robot))["object_xy_yaw"]
+    assert replay_actions(action, spec=demo.spec, object_xy_yaw=xy_yaw, embodiment=robot), robot
+    np.testing.assert_allclose(dataset.state_action(robots.index(robot))[0][0, :7],
+                               get_embodiment(robot).init_qpos_9[:7], atol=1e-6)
+  # Different robots, different joints and different pictures of the arm.
+  assert np.abs(actions[0][:, :7] - actions[1][:, :7]).max() > 0.3
+  assert np.abs(dataset.frame_images(0, 0, ["front"]).astype(int) - dataset.frame_images(1, 0, ["front"])).max() > 30
+
+
+def test_a_robot_without_gaussians_is_refused_before_anything_is_written(demo, parts, tmp_path):
+  no_iiwa = dataclasses.replace(parts, other_robots={})
+  settings = GenerateSettings(num_demos=1, embodiments=("iiwa",), edits=EditSettings.none())
+  with open_writer(tmp_path / "gen", default_cameras(16), fps=22) as writer:
+    with pytest.raises(ValueError, match="embodiment 'iiwa' has no Gaussians"):
+      generate_demos(writer, demo, no_iiwa, default_cameras(16), settings)
+    assert writer.num_episodes == 0
 
 
 def test_per_episode_edits_are_shared_by_all_frames_and_per_frame_ones_are_not(demo, parts):
@@ -176,6 +213,9 @@ def test_scene_parts_round_trip_and_a_foreign_file_is_named(parts, tmp_path):
                (parts.objects["cube"].gaussians, back.objects["cube"].gaussians)):
     jax.tree.map(np.testing.assert_array_equal, a, b)
   np.testing.assert_array_equal(back.link_ids, parts.link_ids)
+  assert back.embodiments == ("panda", "iiwa")
+  jax.tree.map(np.testing.assert_array_equal, back.robot_links("iiwa")[0], parts.robot_links("iiwa")[0])
+  np.testing.assert_array_equal(back.robot_links("iiwa")[1], parts.robot_links("iiwa")[1])
   np.testing.assert_array_equal(back.objects["cube"].rest_pose_44, parts.objects["cube"].rest_pose_44)
   np.savez(tmp_path / "other.npz", x=np.zeros(3))
   with pytest.raises(ValueError, match="other.npz is not a scene-parts file"):

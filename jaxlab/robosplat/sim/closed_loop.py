@@ -2,8 +2,8 @@
 
 A `Variation` changes one thing about the source setup: the object's pose (held-out poses,
 off the generation grid), the object's type, the cameras (jittered about their look-at
-point in spherical coordinates, the spec's ranges), the lighting, or the table's texture
-(scikit-image's bundled photographs). `run_episode` renders the policy cameras every step,
+point in spherical coordinates, the spec's ranges), the lighting, the table's texture
+(scikit-image's bundled photographs), or the robot (another embodiment). `run_episode` renders the policy cameras every step,
 asks the policy for an action and steps the world until the object lands in the tray or
 the step budget runs out.
 
@@ -23,11 +23,12 @@ import jax
 import numpy as np
 
 from jaxlab.robosplat.sim.cameras import FRONT, SIDE, CameraSpec, default_cameras, render
-from jaxlab.robosplat.sim.world import INIT_QPOS, OBJECTS, Light, TabletopSpec, World
+from jaxlab.robosplat.embodiments import EMBODIMENTS
+from jaxlab.robosplat.sim.world import OBJECTS, Light, TabletopSpec, World
 from jaxlab.splat import edit
 from jaxlab.splat.edit import SphericalJitter
 
-AXES = ("nominal", "object_pose", "object_type", "camera", "lighting", "table_texture")
+AXES = ("nominal", "object_pose", "object_type", "camera", "lighting", "table_texture", "embodiment")
 # The spec's generation grid: offsets from the source object position.
 GRID_X = (-0.06, 0.24)
 GRID_Y = (-0.22, 0.18)
@@ -36,6 +37,7 @@ GRID_SIZE = (10, 10)
 # the other `PHOTO_TEXTURE_NAMES`, so these stay unseen in training.
 TEXTURE_NAMES = ("brick", "coffee", "gravel", "rocket", "chelsea")
 SOURCE_OBJECT = "cube"
+SOURCE_EMBODIMENT = "panda"
 LOOK_AT_HEIGHT = 0.06  # a camera orbits the point where its axis meets this plane
 
 PolicyFn = Callable[[Mapping[str, np.ndarray], np.ndarray], Any]
@@ -52,6 +54,7 @@ class Variation:
     cameras: the policy cameras; None: `default_cameras` at the episode's resolution.
     light: None: the default `Light()`.
     table_texture: a `TEXTURE_NAMES` entry; None: the table's own texture.
+    embodiment: the robot (a key of `jaxlab.robosplat.embodiments.EMBODIMENTS`).
   """
 
   axis: str = "nominal"
@@ -60,6 +63,7 @@ class Variation:
   cameras: tuple[CameraSpec, ...] | None = None
   light: Light | None = None
   table_texture: str | None = None
+  embodiment: str = SOURCE_EMBODIMENT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +155,8 @@ def sample_variations(axis: str, count: int, seed: int = 0, *, spec: TabletopSpe
     others with CAMERA_1_JITTER (the spec's two ranges).
   - "lighting": `random_light`.
   - "table_texture": cycling through TEXTURE_NAMES from a seeded start.
+  - "embodiment": the other robots (cycling) with the source object, the first three at
+    the source pose, then at held-out poses.
   """
   if axis not in AXES:
     raise ValueError(f"unknown variation axis {axis!r}; choose one of {AXES}")
@@ -160,6 +166,7 @@ def sample_variations(axis: str, count: int, seed: int = 0, *, spec: TabletopSpe
   rng = np.random.default_rng(seed)
   out = []
   others = [name for name in OBJECTS if name != SOURCE_OBJECT]
+  other_robots = [name for name in EMBODIMENTS if name != SOURCE_EMBODIMENT]
   base_cameras = list(cameras) if cameras is not None else [FRONT, SIDE]
   start = int(rng.integers(len(TEXTURE_NAMES)))
   for i in range(count):
@@ -181,6 +188,12 @@ def sample_variations(axis: str, count: int, seed: int = 0, *, spec: TabletopSpe
       out.append(Variation(axis, cameras=jittered))
     elif axis == "lighting":
       out.append(Variation(axis, light=random_light(rng)))
+    elif axis == "embodiment":
+      pose = None
+      if i >= 3:
+        xy = held_out_xy(rng, spec)
+        pose = (float(xy[0]), float(xy[1]), float(rng.uniform(-math.pi, math.pi)))
+      out.append(Variation(axis, object_xy_yaw=pose, embodiment=other_robots[i % len(other_robots)]))
     else:
       out.append(Variation(axis, table_texture=TEXTURE_NAMES[(start + i) % len(TEXTURE_NAMES)]))
   return out
@@ -218,7 +231,7 @@ def run_episode(policy_fn: PolicyFn, variation: Variation | None = None, *, max_
   world = World(spec) if own else world
   try:
     world.set_table_texture(None if variation.table_texture is None else table_texture_image(variation.table_texture))
-    world.reset(variation.object_name, variation.object_xy_yaw, INIT_QPOS)
+    world.reset(variation.object_name, variation.object_xy_yaw, embodiment=variation.embodiment)
     light = variation.light or Light()
     world.set_light(light.direction_3, light.color_3, light.ambient, light.diffuse, specular=light.specular,
                     shadow=light.shadow)

@@ -222,10 +222,12 @@ def record_source_demo(world_spec: TabletopSpec | None = None, *, object_name: s
 
 
 def replay_actions(action_t8: np.ndarray, *, spec: TabletopSpec | None = None, object_name: str = "cube",
-                   object_xy_yaw: Sequence[float] | None = None, settle_steps: int = 22) -> bool:
-  """Plays actions open-loop in a fresh world; True if the object ends in the tray."""
-  with World(spec) as world:
-    world.reset(object_name, object_xy_yaw, INIT_QPOS)
+                   object_xy_yaw: Sequence[float] | None = None, settle_steps: int = 22,
+                   embodiment: str = "panda") -> bool:
+  """Plays actions open-loop in a fresh world with `embodiment`'s robot at its home; True if
+  the object ends in the tray."""
+  with World(spec, embodiment=embodiment) as world:
+    world.reset(object_name, object_xy_yaw)
     for action in np.asarray(action_t8):
       world.step(action)
     world.settle(settle_steps)

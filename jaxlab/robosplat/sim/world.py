@@ -1,4 +1,4 @@
-"""A pybullet tabletop: a Franka Panda, a table, a tray and one object to pick.
+"""A pybullet tabletop: a robot arm (the Franka Panda by default), a table, a tray and one object.
 
 The simulator stands in for the real world: its camera images are the photographs the
 Gaussian scene is fitted to, and policies are checked in it closed-loop. Frames follow the
@@ -16,7 +16,9 @@ Control is kinematic: `step` sets the seven arm joints to their targets, moves t
 fingers toward open (0.04 m each) or closed, attaches the object rigidly to the hand when
 the gripper closes with the object centre within `GRASP_RADIUS` of the grasp point, and
 releases it when the gripper opens; physics steps between control steps let a released
-object fall and settle. pybullet is imported inside functions only (optional extra).
+object fall and settle. The robot is any `jaxlab.robosplat.embodiments` entry (7 arm joints
+and the Panda hand, so states and actions keep one layout). pybullet is imported inside
+functions only (optional extra).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from jaxlab.robosplat.embodiments import EE_LINK, HAND_LINK, Embodiment, get_embodiment
+
 # Spec: the Panda's home configuration (7 arm joints, 2 finger joints).
 INIT_QPOS = np.array([0.0, 0.1, 0.0, -2.15, 0.0, 2.25, 0.78, 0.04, 0.04])
+# pybullet joint indices of the Panda's arm and fingers in panda.urdf.
 ARM_JOINTS = tuple(range(7))
 FINGER_JOINTS = (9, 10)
 FINGER_OPEN = 0.04
@@ -44,8 +49,8 @@ GRASP_RADIUS = 0.025
 CONTROL_HZ = 22.0
 PHYSICS_HZ = 240.0
 SUBSTEPS = int(round(PHYSICS_HZ / CONTROL_HZ))  # 11 physics steps per control step
-EE_LINK_NAME = "panda_grasptarget"
-HAND_LINK_NAME = "panda_hand"
+EE_LINK_NAME = EE_LINK  # the same link names on every embodiment
+HAND_LINK_NAME = HAND_LINK
 RESET_SETTLE_SUBSTEPS = 120  # 0.5 s
 # Where hidden bodies are parked: far below the floor, beyond every camera's far plane.
 _PARKED_POSITION = (0.0, 0.0, -500.0)
@@ -221,11 +226,15 @@ class World:
   """A pybullet DIRECT client holding the tabletop. Use as a context manager (or `close`).
 
   After `reset`, `robot`, `table`, `tray`, `object`, `floor` are the pybullet body ids and
-  `link_index` maps robot link names to pybullet link indices (-1 = the base link0).
+  `link_index` maps robot link names to pybullet link indices (-1 = the base link).
+  `embodiment` is the robot (`jaxlab.robosplat.embodiments`); `reset` can switch it.
   """
 
-  def __init__(self, spec: TabletopSpec | None = None):
+  def __init__(self, spec: TabletopSpec | None = None, embodiment: str = "panda"):
     self.spec = spec or TabletopSpec()
+    self.embodiment: Embodiment = get_embodiment(embodiment)
+    self._arm_joints: tuple[int, ...] = ARM_JOINTS
+    self._finger_joints: tuple[int, ...] = FINGER_JOINTS
     self._p, pybullet_data = _pybullet()
     self._data = pathlib.Path(pybullet_data.getDataPath())
     self._client = self._p.connect(self._p.DIRECT)
@@ -265,19 +274,22 @@ class World:
     return fn(*args, physicsClientId=self._client, **kwargs)
 
   def reset(self, object_name: str = "cube", object_xy_yaw: Sequence[float] | None = None,
-            qpos: Sequence[float] | None = None) -> None:
+            qpos: Sequence[float] | None = None, embodiment: str | None = None) -> None:
     """Rebuilds the scene from scratch (deterministic: same arguments, same world).
 
     Args:
       object_name: a key of `OBJECTS`.
       object_xy_yaw: the object's bounding-box centre (x, y) on the table and yaw (rad);
         None: the spec's source pose.
-      qpos: 9 joint positions (7 arm + 2 fingers); None: `INIT_QPOS`.
+      qpos: 9 joint positions (7 arm + 2 fingers); None: the embodiment's home.
+      embodiment: switch to this robot; None: keep the current one.
     """
     if object_name not in OBJECTS:
       raise ValueError(f"unknown object {object_name!r}; choose one of {sorted(OBJECTS)}")
+    if embodiment is not None:
+      self.embodiment = get_embodiment(embodiment)
     xy_yaw = _check_vector("object_xy_yaw", self.spec.object_xy_yaw if object_xy_yaw is None else object_xy_yaw, 3)
-    qpos = _check_vector("qpos", INIT_QPOS if qpos is None else qpos, 9)
+    qpos = _check_vector("qpos", self.embodiment.init_qpos_9 if qpos is None else qpos, 9)
     p = self._p
     self._call(p.resetSimulation)
     self._call(p.setGravity, 0, 0, -9.81)
@@ -292,12 +304,15 @@ class World:
     self.tray = self._call(p.loadURDF, str(self._data / "tray" / "traybox.urdf"),
                            [spec.tray_xy[0], spec.tray_xy[1], 0.01 * spec.tray_scale],
                            globalScaling=spec.tray_scale, useFixedBase=True)
-    self.robot = self._call(p.loadURDF, str(self._data / "franka_panda" / "panda.urdf"), [0, 0, 0],
-                            useFixedBase=True)
-    self.link_index = {"panda_link0": -1}
+    self.robot = self._call(p.loadURDF, self.embodiment.urdf_path(), [0, 0, 0], useFixedBase=True)
+    self.link_index = {self.embodiment.base_link: -1}
+    joint_index = {}
     for j in range(self._call(p.getNumJoints, self.robot)):
       info = self._call(p.getJointInfo, self.robot, j)
       self.link_index[info[12].decode()] = j
+      joint_index[info[1].decode()] = j
+    self._arm_joints = tuple(joint_index[n] for n in self.embodiment.arm_joints)
+    self._finger_joints = tuple(joint_index[n] for n in self.embodiment.finger_joints)
     self._load_object(object_name, xy_yaw)
     if self._texture is not None:
       self._apply_table_texture()
@@ -405,10 +420,10 @@ class World:
 
   def _hold_robot(self) -> None:
     p = self._p
-    for joint, value in zip((*ARM_JOINTS, *FINGER_JOINTS), (*self._arm, *self._finger)):
+    for joint, value in zip((*self._arm_joints, *self._finger_joints), (*self._arm, *self._finger)):
       self._call(p.resetJointState, self.robot, joint, float(value), 0.0)
     # Motors hold the pose during physics steps (a kinematic arm): strong position control.
-    joints = [*ARM_JOINTS, *FINGER_JOINTS]
+    joints = [*self._arm_joints, *self._finger_joints]
     self._call(p.setJointMotorControlArray, self.robot, joints, p.POSITION_CONTROL,
                targetPositions=[*self._arm, *self._finger], forces=[1e4] * len(joints))
 
@@ -426,8 +441,10 @@ class World:
       raise ValueError(f"unknown robot link {name!r}; links: {sorted(self.link_index)}")
     index = self.link_index[name]
     if index < 0:
+      # pybullet reports the base's centre-of-mass frame; the URDF frame is behind its inertial offset.
       position, quat = self._call(self._p.getBasePositionAndOrientation, self.robot)
-      return pose_from_pybullet(position, quat)
+      dynamics = self._call(self._p.getDynamicsInfo, self.robot, -1)
+      return pose_from_pybullet(position, quat) @ np.linalg.inv(pose_from_pybullet(dynamics[3], dynamics[4]))
     state = self._call(self._p.getLinkState, self.robot, index, computeForwardKinematics=True)
     return pose_from_pybullet(state[4], state[5])  # the URDF link frame, not the inertial one
 
@@ -463,8 +480,8 @@ class World:
     """
     action = _check_vector("action_8", action_8, 8)
     p = self._p
-    low = np.array([self._call(p.getJointInfo, self.robot, j)[8] for j in ARM_JOINTS])
-    high = np.array([self._call(p.getJointInfo, self.robot, j)[9] for j in ARM_JOINTS])
+    low = np.array([self._call(p.getJointInfo, self.robot, j)[8] for j in self._arm_joints])
+    high = np.array([self._call(p.getJointInfo, self.robot, j)[9] for j in self._arm_joints])
     self._arm = np.clip(action[:7], low, high)
     close = action[7] < 0.5
     self._hold_robot()
