@@ -34,9 +34,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
   c.data = ml_collections.ConfigDict(dict(
       dir="",  # a LeRobot-layout folder; empty: the source demonstration, recorded into workdir/source
+      extra_dirs=(),  # more LeRobot-layout folders (same cameras) mixed in, e.g. a second generation run
       cameras=("front", "side"), global_batch_size=64, prefetch_threads=1,
   ))
-  c.policy = ml_collections.ConfigDict(dict(preset="small", chunk=8, joint_targets="delta"))
+  c.policy = ml_collections.ConfigDict(dict(
+      preset="small", chunk=8, joint_targets="delta",
+      object_weight=0.0,  # > 0: an object-position head on the image keypoints, trained on episode metadata
+      state_noise=0.0,  # std of the noise on the state's arm joints in training, in units of their dataset std
+  ))
   c.augment = ml_collections.ConfigDict(dict(
       enabled=True, shift=0.08, scale=0.08, rotation_degrees=5.0, brightness=0.2, contrast=0.2, saturation=0.2,
       channel_gain=0.05,

@@ -11,7 +11,7 @@ Needs pyarrow (the `robot` extra), imported when a dataset is first written or r
 from jaxlab.robosplat.episodes_layout import CODEBASE_VERSION
 from jaxlab.robosplat.episodes_layout import EpisodeFormatError
 from jaxlab.robosplat.episodes_read import EpisodeDataset
-from jaxlab.robosplat.episodes_source import ChunkedFrameSource
+from jaxlab.robosplat.episodes_source import ChunkedFrameSource, ConcatSource
 from jaxlab.robosplat.episodes_write import EpisodeWriter
 
-__all__ = ["CODEBASE_VERSION", "ChunkedFrameSource", "EpisodeDataset", "EpisodeFormatError", "EpisodeWriter"]
+__all__ = ["CODEBASE_VERSION", "ChunkedFrameSource", "ConcatSource", "EpisodeDataset", "EpisodeFormatError", "EpisodeWriter"]

@@ -72,6 +72,9 @@ class PolicyConfig:
     mlp_width: hidden width of the MLP.
     mlp_depth: hidden layers of the MLP.
     joint_targets: "delta" (offsets from the current joints) or "absolute" (see module doc).
+    object_head: add a head that predicts the object's table position (x, y) from the image
+      keypoints alone (not the state); its loss (`policy_loss`'s `object_weight`) makes the
+      encoder localize the object, which the state cannot tell at the first frames.
   """
 
   num_cameras: int = 2
@@ -85,6 +88,7 @@ class PolicyConfig:
   mlp_width: int = 256
   mlp_depth: int = 2
   joint_targets: str = "delta"
+  object_head: bool = False
 
   def __post_init__(self):
     for name in ("num_cameras", "image_size", "chunk", "first_kernel", "groups", "mlp_width", "mlp_depth"):
@@ -337,15 +341,18 @@ class VisuomotorPolicy(nn.Module):
   `__call__(images [B, C, H, W, 3], state [B, 8], normalizer, normalized=False)` returns
   [B, K, 8]: absolute joint targets and the gripper logit, or with `normalized=True` the
   network's raw joint outputs (`Normalizer.encode_joints` space) and the logit, what the loss
-  compares.
+  compares. With `with_object=True` (needs `config.object_head`) it returns
+  `(actions [B, K, 8], object_b2)`, the object-position head's output (standardized units).
   """
 
   config: PolicyConfig
 
   @nn.compact
   def __call__(self, images_bchw3: jax.Array, state_b8: jax.Array, normalizer: Normalizer, *,
-               normalized: bool = False) -> jax.Array:
+               normalized: bool = False, with_object: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
     c = self.config
+    if with_object and not c.object_head:
+      raise ValueError("with_object=True needs a policy built with PolicyConfig.object_head=True.")
     if images_bchw3.ndim != 5 or images_bchw3.shape[1] != c.num_cameras or images_bchw3.shape[-1] != 3:
       raise ValueError(f"images must be [B, {c.num_cameras} cameras, H, W, 3], got shape {images_bchw3.shape}.")
     b = images_bchw3.shape[0]
@@ -359,6 +366,10 @@ class VisuomotorPolicy(nn.Module):
                             (c.num_cameras, c.camera_embed_dim), jnp.float32)
       per_camera_bcf = jnp.concatenate(
           [per_camera_bcf, jnp.broadcast_to(embed_cf, (b, *embed_cf.shape))], axis=-1)
+    object_b2 = None
+    if c.object_head:  # images only: the state must not tell where the object is
+      h = nn.gelu(Dense(c.mlp_width, (None, axes.MLP), name="object_hidden")(per_camera_bcf.reshape(b, -1)))
+      object_b2 = Dense(2, (axes.MLP, None), name="object_out")(h)
     state_n = normalizer.normalize_state(state_b8.astype(jnp.float32))
     x = jnp.concatenate([per_camera_bcf.reshape(b, -1), state_n], axis=-1)
     for i in range(c.mlp_depth):
@@ -367,10 +378,10 @@ class VisuomotorPolicy(nn.Module):
     # Zero-initialized head: a fresh policy predicts the mean offset (delta) or mean pose (absolute).
     out = Dense(c.chunk * ACTION_DIM, (axes.MLP, None), kernel_init=nn.initializers.zeros, name="head")(x)
     out_bk8 = out.reshape(b, c.chunk, ACTION_DIM)
-    if normalized:
-      return out_bk8
-    joints_bk7 = normalizer.decode_joints(out_bk8[..., :NUM_JOINTS], state_b8.astype(jnp.float32), c.joint_targets)
-    return jnp.concatenate([joints_bk7, out_bk8[..., NUM_JOINTS:]], axis=-1)
+    if not normalized:
+      joints_bk7 = normalizer.decode_joints(out_bk8[..., :NUM_JOINTS], state_b8.astype(jnp.float32), c.joint_targets)
+      out_bk8 = jnp.concatenate([joints_bk7, out_bk8[..., NUM_JOINTS:]], axis=-1)
+    return (out_bk8, object_b2) if with_object else out_bk8
 
 
 def dummy_inputs(config: PolicyConfig, batch_size: int = 1) -> tuple[jax.Array, jax.Array, Normalizer]:
@@ -388,18 +399,39 @@ def init_policy_params(model: VisuomotorPolicy, rng: jax.Array) -> Any:
 # ----------------------------------------------------------------------------- loss and step
 
 
+@flax.struct.dataclass
+class ObjectStats:
+  """Standardization of object table positions: (xy - mean_2) / std_2, metres."""
+
+  mean_2: jax.Array
+  std_2: jax.Array
+
+  @classmethod
+  def fit(cls, positions_n2: Any, *, min_std: float = 0.01) -> "ObjectStats":
+    positions = np.asarray(positions_n2, np.float64).reshape(-1, 2)
+    if not len(positions):
+      raise ValueError("ObjectStats.fit got no object positions.")
+    return cls(mean_2=jnp.asarray(positions.mean(0), jnp.float32),
+               std_2=jnp.asarray(np.maximum(positions.std(0), min_std), jnp.float32))
+
+
 def policy_loss(model: VisuomotorPolicy, params: Any, normalizer: Normalizer, batch: Mapping[str, jax.Array], *,
-                joint_loss: str = "l1", gripper_weight: float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Joint loss on normalized targets plus `gripper_weight` x gripper BCE, over unmasked positions.
+                joint_loss: str = "l1", gripper_weight: float = 1.0, object_weight: float = 0.0,
+                object_stats: ObjectStats | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Joint loss on normalized targets plus `gripper_weight` x gripper BCE, over unmasked positions,
+  plus `object_weight` x the object-position loss when the policy has the object head.
 
   Args:
     batch: "images" [B, C, H, W, 3], "state" [B, 8], "actions" [B, K, 8] (absolute joint
       targets and gripper command, 1 open / 0 closed), optional "action_mask" [B, K] (True or
-      1 where the action is real; padded positions contribute nothing, not even gradients).
+      1 where the action is real; padded positions contribute nothing, not even gradients);
+      with `object_weight > 0` also "object_xy" [B, 2] (metres) and "object_mask" [B].
+    object_stats: standardization of the object positions (required with `object_weight > 0`).
 
   Returns:
     `(loss, metrics)`: "joint_loss" (normalized), "gripper_bce", "gripper_accuracy" and
-    "joint_abs_error" (mean absolute error of the joint targets, radians).
+    "joint_abs_error" (mean absolute error of the joint targets, radians); with the object
+    loss also "object_loss" (L1, standardized) and "object_error" (mean distance, metres).
   """
   if joint_loss not in JOINT_LOSSES:
     raise ValueError(f"joint_loss must be one of {JOINT_LOSSES}, got {joint_loss!r}.")
@@ -421,7 +453,17 @@ def policy_loss(model: VisuomotorPolicy, params: Any, normalizer: Normalizer, ba
   # zero gradient and cannot leak into the loss.
   actions_bk8 = jnp.where(mask_bk[..., None], actions_bk8, 0.0)
 
-  out_bk8 = model.apply({"params": params}, batch["images"], state_b8, normalizer, normalized=True)
+  use_object = object_weight > 0.0
+  if use_object:
+    if object_stats is None or not model.config.object_head:
+      raise ValueError("object_weight > 0 needs a policy with object_head=True and object_stats.")
+    for key in ("object_xy", "object_mask"):
+      if key not in batch:
+        raise ValueError(f"policy batch is missing {key!r} for the object loss (has {sorted(batch)}).")
+    out_bk8, object_b2 = model.apply({"params": params}, batch["images"], state_b8, normalizer, normalized=True,
+                                     with_object=True)
+  else:
+    out_bk8 = model.apply({"params": params}, batch["images"], state_b8, normalizer, normalized=True)
   target_bk7 = normalizer.encode_joints(actions_bk8[..., :NUM_JOINTS], state_b8, mode)
   diff_bk7 = out_bk8[..., :NUM_JOINTS] - target_bk7
   per_joint = jnp.abs(diff_bk7) if joint_loss == "l1" else jnp.square(diff_bk7)
@@ -436,30 +478,60 @@ def policy_loss(model: VisuomotorPolicy, params: Any, normalizer: Normalizer, ba
   decoded_bk7 = normalizer.decode_joints(out_bk8[..., :NUM_JOINTS], state_b8, mode)
   abs_error = masked_mean(jnp.mean(jnp.abs(decoded_bk7 - actions_bk8[..., :NUM_JOINTS]), axis=-1))
   loss = joint + gripper_weight * bce
-  return loss, {"joint_loss": joint, "gripper_bce": bce, "gripper_accuracy": accuracy,
-                "joint_abs_error": jax.lax.stop_gradient(abs_error)}
+  metrics = {"joint_loss": joint, "gripper_bce": bce, "gripper_accuracy": accuracy,
+             "joint_abs_error": jax.lax.stop_gradient(abs_error)}
+  if use_object:
+    object_mask_b = jnp.asarray(batch["object_mask"]).astype(bool)
+    object_xy_b2 = jnp.where(object_mask_b[:, None], batch["object_xy"].astype(jnp.float32), object_stats.mean_2)
+    target_b2 = (object_xy_b2 - object_stats.mean_2) / object_stats.std_2
+    count_objects = jnp.maximum(jnp.sum(object_mask_b), 1).astype(jnp.float32)
+    per_sample = jnp.where(object_mask_b, jnp.mean(jnp.abs(object_b2 - target_b2), axis=-1), 0.0)
+    object_loss = jnp.sum(per_sample) / count_objects
+    distance_b = jnp.linalg.norm((object_b2 - target_b2) * object_stats.std_2, axis=-1)
+    metrics["object_loss"] = object_loss
+    metrics["object_error"] = jax.lax.stop_gradient(jnp.sum(jnp.where(object_mask_b, distance_b, 0.0)) / count_objects)
+    loss = loss + object_weight * object_loss
+  return loss, metrics
 
 
 AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def make_policy_loss_fn(model: VisuomotorPolicy, normalizer: Normalizer, *, augment: AugmentFn | None = None,
-                        joint_loss: str = "l1", gripper_weight: float = 1.0):
-  """`(params, batch, rng) -> (loss, metrics)` for `jaxlab.train`; `augment(rng, images)` runs first."""
+                        joint_loss: str = "l1", gripper_weight: float = 1.0, state_noise: float = 0.0,
+                        object_weight: float = 0.0, object_stats: ObjectStats | None = None):
+  """`(params, batch, rng) -> (loss, metrics)` for `jaxlab.train`; `augment(rng, images)` runs first.
+
+  `state_noise` > 0 perturbs the arm joints of the state by N(0, (state_noise x joint std)^2)
+  before the step, for the network input and the delta targets alike: the policy learns to
+  reach the same targets from nearby states, and the state alone stops telling, by where
+  the arm has got to, where the demonstration was going.
+  """
   if joint_loss not in JOINT_LOSSES:
     raise ValueError(f"joint_loss must be one of {JOINT_LOSSES}, got {joint_loss!r}.")
+  if not state_noise >= 0.0:
+    raise ValueError(f"state_noise must be >= 0, got {state_noise!r}.")
 
   def loss_fn(params, batch, rng):
+    image_rng, state_rng = jax.random.split(rng)
     if augment is not None:
-      batch = dict(batch, images=augment(rng, batch["images"]))
-    return policy_loss(model, params, normalizer, batch, joint_loss=joint_loss, gripper_weight=gripper_weight)
+      batch = dict(batch, images=augment(image_rng, batch["images"]))
+    if state_noise > 0.0:
+      state_b8 = batch["state"].astype(jnp.float32)
+      noise_b7 = state_noise * normalizer.state_std[:NUM_JOINTS] * jax.random.normal(
+          state_rng, (state_b8.shape[0], NUM_JOINTS))
+      batch = dict(batch, state=state_b8.at[:, :NUM_JOINTS].add(noise_b7))
+    return policy_loss(model, params, normalizer, batch, joint_loss=joint_loss, gripper_weight=gripper_weight,
+                       object_weight=object_weight, object_stats=object_stats)
 
   return loss_fn
 
 
 def make_policy_train_step(model: VisuomotorPolicy, optimizer: optax.GradientTransformation, normalizer: Normalizer,
                            *, augment: AugmentFn | None = None, joint_loss: str = "l1", gripper_weight: float = 1.0,
-                           state_shardings: Any = None, batch_shardings: Any = None, donate: bool = True):
+                           state_noise: float = 0.0, object_weight: float = 0.0,
+                           object_stats: ObjectStats | None = None, state_shardings: Any = None,
+                           batch_shardings: Any = None, donate: bool = True):
   """The jitted train step `(state, batch, rng) -> (state, metrics)` that `jaxlab.train.train_loop` runs.
 
   Built by `jaxlab.train.make_train_step` on `make_policy_loss_fn`: the step's rng is
@@ -467,7 +539,8 @@ def make_policy_train_step(model: VisuomotorPolicy, optimizer: optax.GradientTra
   old state is donated unless `donate=False`, and shardings pass through for data parallelism.
   """
   loss_fn = make_policy_loss_fn(model, normalizer, augment=augment, joint_loss=joint_loss,
-                                gripper_weight=gripper_weight)
+                                gripper_weight=gripper_weight, state_noise=state_noise,
+                                object_weight=object_weight, object_stats=object_stats)
   return make_train_step(loss_fn, optimizer, state_shardings=state_shardings, batch_shardings=batch_shardings,
                          donate=donate)
 

@@ -21,9 +21,10 @@ from ml_collections import ConfigDict
 from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
 from jaxlab.robosplat.augment import AugmentSettings, make_augment
-from jaxlab.robosplat.episodes import ChunkedFrameSource, EpisodeDataset, EpisodeFormatError
-from jaxlab.robosplat.policy import (PolicyConfig, PolicyRunner, VisuomotorPolicy, action_chunks, dummy_inputs,
-                                     fit_normalizer, make_policy_train_step)
+from jaxlab.robosplat.episodes import ChunkedFrameSource, ConcatSource, EpisodeDataset, EpisodeFormatError
+from jaxlab.robosplat.policy import (Normalizer, ObjectStats, PolicyConfig, PolicyRunner, VisuomotorPolicy,
+                                     action_chunks, dummy_inputs, fit_normalizer, init_policy_params,
+                                     make_policy_train_step)
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState
 from launch.config_loader import ConfigError
@@ -39,11 +40,18 @@ def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
   if config.data.dir and not (pathlib.Path(config.data.dir) / "meta" / "info.json").is_file():
     raise ConfigError(f"data.dir={config.data.dir!r} holds no meta/info.json; point it at a LeRobot-layout "
                       "folder (e.g. the `generated/` of configs/robosplat_generate.py) or leave it empty")
+  for extra in config.data.extra_dirs:
+    if not (pathlib.Path(extra) / "meta" / "info.json").is_file():
+      raise ConfigError(f"data.extra_dirs: {extra!r} holds no meta/info.json; every entry must be a "
+                        "LeRobot-layout folder")
   from jaxlab.robosplat.sim.closed_loop import AXES  # noqa: PLC0415 (needs no simulator to import)
 
   unknown = [a for a in config.eval.axes if a not in AXES]
   if unknown:
     raise ConfigError(f"eval.axes: unknown axis {unknown}; choose from {AXES}")
+  if config.policy.object_weight < 0 or config.policy.state_noise < 0:
+    raise ConfigError(f"policy.object_weight and policy.state_noise must be >= 0; got {config.policy.object_weight} "
+                      f"and {config.policy.state_noise}")
   try:
     PolicyConfig.preset(config.policy.preset, chunk=config.policy.chunk, joint_targets=config.policy.joint_targets)
     AugmentSettings(**{k: v for k, v in dict(config.augment).items() if k != "enabled"})
@@ -69,13 +77,41 @@ def _dataset_dir(config: ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
   return source_dir
 
 
-def _normalizer(dataset: EpisodeDataset, chunk: int):
+def _open_datasets(config: ConfigDict, workdir: pathlib.Path) -> list[EpisodeDataset]:
+  """`data.dir` (or the recorded source demonstration) and `data.extra_dirs`, opened."""
+  datasets = []
+  for data_dir in (_dataset_dir(config, workdir), *map(pathlib.Path, config.data.extra_dirs)):
+    try:
+      datasets.append(EpisodeDataset(data_dir))
+    except (OSError, EpisodeFormatError) as error:
+      raise ConfigError(f"data.dir {data_dir}: {error}") from None
+  cameras = tuple(config.data.cameras)
+  for dataset in datasets[1:]:
+    for camera in cameras:
+      if dataset.cameras.get(camera) != datasets[0].cameras.get(camera):
+        raise ConfigError(f"data: camera {camera!r} is {dataset.cameras.get(camera)} in {dataset.root} but "
+                          f"{datasets[0].cameras.get(camera)} in {datasets[0].root}; the datasets cannot be mixed")
+  return datasets
+
+
+def _normalizer(datasets: list[EpisodeDataset], chunk: int):
   states, chunks, masks = [], [], []
-  for e in range(len(dataset)):
-    state_t8, action_t8 = dataset.state_action(e)
-    c, m = action_chunks(action_t8, chunk)
-    states.append(state_t8), chunks.append(c), masks.append(m)
+  for dataset in datasets:
+    for e in range(len(dataset)):
+      state_t8, action_t8 = dataset.state_action(e)
+      c, m = action_chunks(action_t8, chunk)
+      states.append(state_t8), chunks.append(c), masks.append(m)
   return fit_normalizer(np.concatenate(states), np.concatenate(chunks), np.concatenate(masks))
+
+
+def _object_stats(datasets: list[EpisodeDataset]) -> ObjectStats:
+  """Standardization of the episodes' object positions (metadata "object_xy_yaw")."""
+  positions = [d.metadata(e).get("object_xy_yaw") for d in datasets for e in range(len(d))]
+  positions = [p[:2] for p in positions if p is not None and len(p) >= 2]
+  if not positions:
+    raise ConfigError(f"policy.object_weight > 0 but no episode of {[str(d.root) for d in datasets]} records its "
+                      "object position (metadata 'object_xy_yaw'); set policy.object_weight=0")
+  return ObjectStats.fit(positions)
 
 
 def closed_loop(config: ConfigDict, runner: PolicyRunner, image_size: int) -> dict:
@@ -92,24 +128,56 @@ def closed_loop(config: ConfigDict, runner: PolicyRunner, image_size: int) -> di
   return result
 
 
+def load_trained_policy(workdir: str | pathlib.Path, *, execute_steps: int | None = None) -> PolicyRunner:
+  """The newest checkpoint of a finished run of this task as a closed-loop `PolicyRunner`.
+
+  Reads the run's `config.json` (policy shape, cameras) and `normalizer.json`; the image size
+  is the one the run trained at (its `policy_config.json` entry). Errors name what is missing.
+  """
+  from jaxlab.checkpoint import Checkpointer  # noqa: PLC0415
+
+  workdir = pathlib.Path(workdir)
+  for name in ("config.json", "normalizer.json", "policy_config.json"):
+    if not (workdir / name).is_file():
+      raise FileNotFoundError(f"{workdir} is not a finished robosplat_policy run: no {name}")
+  config = json.loads((workdir / "config.json").read_text())
+  policy_config = PolicyConfig(**json.loads((workdir / "policy_config.json").read_text()))
+  normalizer = Normalizer.from_dict(json.loads((workdir / "normalizer.json").read_text()))
+  model = VisuomotorPolicy(policy_config)
+  optimizer = optimizer_from_config(ConfigDict(config["optimizer"]), config["train"]["num_steps"])
+  abstract = jax.eval_shape(lambda: TrainState.create(init_policy_params(model, jax.random.key(0)), optimizer))
+  checkpointer = Checkpointer(workdir / "checkpoints", save_every=1, keep=1, async_save=False)
+  try:
+    restored = checkpointer.restore_latest(abstract)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f"{workdir / 'checkpoints'} holds no checkpoint")
+  steps = config["eval"]["execute_steps"] if execute_steps is None else execute_steps
+  return PolicyRunner(model, restored.state.params, normalizer, tuple(config["data"]["cameras"]),
+                      execute_steps=steps)
+
+
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
   mesh = make_mesh(dict(config.mesh))
   rules = logical_rules(("data",))
-  data_dir = _dataset_dir(config, workdir)
-  try:
-    dataset = EpisodeDataset(data_dir)
-  except (OSError, EpisodeFormatError) as error:
-    raise ConfigError(f"data.dir {data_dir}: {error}") from None
+  datasets = _open_datasets(config, workdir)
   cameras = tuple(config.data.cameras)
-  source = ChunkedFrameSource(dataset, chunk_size=config.policy.chunk, cameras=cameras)
-  image_size = dataset.cameras[cameras[0]][0]
+  use_object = config.policy.object_weight > 0
+  object_stats = _object_stats(datasets) if use_object else None
+  sources = [ChunkedFrameSource(d, chunk_size=config.policy.chunk, cameras=cameras, object_positions=use_object)
+             for d in datasets]
+  source = sources[0] if len(sources) == 1 else ConcatSource(sources)
+  image_size = datasets[0].cameras[cameras[0]][0]
   policy_config = PolicyConfig.preset(config.policy.preset, chunk=config.policy.chunk, num_cameras=len(cameras),
-                                      image_size=image_size, joint_targets=config.policy.joint_targets)
-  normalizer = _normalizer(dataset, policy_config.chunk)
-  files.write_text(workdir / "normalizer.json", json.dumps(
-      {f.name: np.asarray(getattr(normalizer, f.name)).tolist() for f in dataclasses.fields(normalizer)}) + "\n")
-  log.info("policy data: %s (%d episodes, %d frames), cameras %s at %d px", data_dir, len(dataset),
-           dataset.num_frames, cameras, image_size)
+                                      image_size=image_size, joint_targets=config.policy.joint_targets,
+                                      object_head=use_object)
+  normalizer = _normalizer(datasets, policy_config.chunk)
+  files.write_text(workdir / "normalizer.json", json.dumps(normalizer.as_dict()) + "\n")
+  files.write_text(workdir / "policy_config.json", json.dumps(dataclasses.asdict(policy_config)) + "\n")
+  num_episodes, num_frames = sum(len(d) for d in datasets), sum(d.num_frames for d in datasets)
+  log.info("policy data: %s (%d episodes, %d frames), cameras %s at %d px", [str(d.root) for d in datasets],
+           num_episodes, num_frames, cameras, image_size)
   model = VisuomotorPolicy(policy_config)
   optimizer = optimizer_from_config(config.optimizer, config.train.num_steps)
   augment = None
@@ -120,11 +188,15 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   shardings = {"images": batch_sharding(mesh, rules, ndim=5), "state": batch_sharding(mesh, rules, ndim=2),
                "actions": batch_sharding(mesh, rules, ndim=3), "action_mask": batch_sharding(mesh, rules, ndim=2)}
+  if use_object:
+    shardings.update(object_xy=batch_sharding(mesh, rules, ndim=2), object_mask=batch_sharding(mesh, rules, ndim=1))
   with jax.set_mesh(mesh), axis_rules(rules):
     variables, _ = init_sharded(model.init, init_rng, *dummy_inputs(policy_config), mesh=mesh, rules=rules)
     state = jax.jit(lambda p: TrainState.create(p, optimizer))(variables["params"])
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
-    train_step = make_policy_train_step(model, optimizer, normalizer, augment=augment, state_shardings=state_shardings,
+    train_step = make_policy_train_step(model, optimizer, normalizer, augment=augment,
+                                        state_noise=config.policy.state_noise, object_weight=config.policy.object_weight,
+                                        object_stats=object_stats, state_shardings=state_shardings,
                                         batch_shardings=shardings)
     result = run_train_loop(state, config, workdir, train_step=train_step, batches=batches,
                             to_device=lambda b: make_global_batch(b, shardings["images"]), rng=train_rng,
@@ -133,7 +205,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
     return result
   params = jax.device_get(result.state.params)
   runner = PolicyRunner(model, params, normalizer, cameras, execute_steps=config.eval.execute_steps)
-  report = {"data_dir": str(data_dir), "train_episodes": len(dataset), "train_frames": dataset.num_frames,
+  report = {"data_dirs": [str(d.root) for d in datasets], "train_episodes": num_episodes, "train_frames": num_frames,
             **closed_loop(config, runner, image_size)}
   files.write_text(workdir / "closed_loop.json", json.dumps(report, indent=2) + "\n")
   log.info("closed loop: success %.2f over %d episodes; by axis %s", report["success_rate"], report["num_episodes"],

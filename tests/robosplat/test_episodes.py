@@ -15,6 +15,7 @@ import grain  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxlab.data import build_batches  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxlab.robosplat import episodes_layout  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxlab.robosplat.episodes import ChunkedFrameSource  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxlab.robosplat.episodes import ConcatSource  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxlab.robosplat.episodes import EpisodeDataset  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxlab.robosplat.episodes import EpisodeFormatError  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxlab.robosplat.episodes import EpisodeWriter  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -202,6 +203,36 @@ def test_chunked_source_items_at_episode_boundaries(written):
     ChunkedFrameSource(root, chunk_size=0)
   with pytest.raises(IndexError):
     source[13]
+
+
+def test_chunked_source_object_positions_hold_until_the_gripper_closes(tmp_path):
+  placed, unplaced = _episode(0, 6), _episode(1, 4)
+  placed["action_t8"][:, 7] = [1, 1, 1, 0, 0, 1]  # closes at step 3
+  placed["metadata"]["object_xy_yaw"] = [0.5, -0.1, 0.3]
+  _write(tmp_path / "ds", [placed, unplaced])
+  source = ChunkedFrameSource(tmp_path / "ds", chunk_size=2, object_positions=True)
+  masks = [bool(source[i]["object_mask"]) for i in range(10)]
+  assert masks == [True, True, True, True, False, False] + [False] * 4  # the second episode has no position
+  np.testing.assert_array_equal(source[0]["object_xy"], np.float32([0.5, -0.1]))
+  assert source[0]["object_xy"].dtype == np.float32
+  assert "object_xy" not in ChunkedFrameSource(tmp_path / "ds", chunk_size=2)[0]
+
+
+def test_concat_source_reads_each_dataset_in_turn(written, tmp_path):
+  root, episodes = written
+  _write(tmp_path / "more", [_episode(7, 2)])
+  first, second = ChunkedFrameSource(root, chunk_size=2), ChunkedFrameSource(tmp_path / "more", chunk_size=2)
+  both = ConcatSource([first, second])
+  assert len(both) == 13 + 2
+  np.testing.assert_array_equal(both[12]["state"], first[12]["state"])
+  np.testing.assert_array_equal(both[13]["state"], second[0]["state"])
+  np.testing.assert_array_equal(both[14]["actions"], second[1]["actions"])
+  clone = pickle.loads(pickle.dumps(both))
+  np.testing.assert_array_equal(clone[14]["images"], both[14]["images"])
+  with pytest.raises(IndexError, match="15"):
+    both[15]
+  with pytest.raises(ValueError, match="at least one source"):
+    ConcatSource([])
 
 
 def test_source_pickles_and_feeds_grain(written):

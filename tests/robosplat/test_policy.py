@@ -12,6 +12,7 @@ import pytest
 from jaxlab.robosplat.augment import AugmentSettings, make_augment
 from jaxlab.robosplat.policy import (
     Normalizer,
+    ObjectStats,
     PolicyConfig,
     PolicyRunner,
     VisuomotorPolicy,
@@ -290,3 +291,73 @@ def test_runner_replans_on_schedule_and_binarizes_the_gripper(random_params):
     runner({"front": images["front"]}, np.zeros(8))
   with pytest.raises(ValueError, match="execute_steps"):
     PolicyRunner(MODEL, random_params, normalizer, ["front", "side"], execute_steps=CONFIG.chunk + 1)
+
+
+OBJECT_MODEL = VisuomotorPolicy(dataclasses.replace(CONFIG, object_head=True))
+
+
+def test_object_head_reads_images_only_and_a_policy_without_it_refuses():
+  params = init_policy_params(OBJECT_MODEL, jax.random.key(3))
+  batch = _batch(20)
+  apply = jax.jit(lambda p, images, state: OBJECT_MODEL.apply({"params": p}, images, state, NORMALIZER,
+                                                               with_object=True))
+  actions, object_b2 = apply(params, batch["images"], batch["state"])
+  assert actions.shape == (8, CONFIG.chunk, 8) and object_b2.shape == (8, 2)
+  _, moved_state = apply(params, batch["images"], batch["state"] + 1.0)
+  np.testing.assert_array_equal(object_b2, moved_state)
+  _, other_images = apply(params, _batch(21)["images"], batch["state"])
+  assert np.abs(np.asarray(other_images) - np.asarray(object_b2)).max() > 1e-4
+  with pytest.raises(ValueError, match="object_head=True"):
+    MODEL.apply({"params": init_policy_params(MODEL, jax.random.key(0))}, batch["images"], batch["state"],
+                NORMALIZER, with_object=True)
+
+
+def test_object_loss_learns_the_square_position_and_ignores_masked_samples():
+  data = _square_dataset()
+  # The square's centre (x = column, y = row) as a fraction of the image, as metadata would give it.
+  square = np.asarray(data["images"][:, 0, :, :, 0]) > 0
+  centers = np.stack([np.argwhere(s).mean(0)[::-1] for s in square]) / 16
+  mask = np.ones(16, bool)
+  mask[:3] = False
+  object_xy = np.where(mask[:, None], centers, np.nan)  # masked targets may hold anything
+  data = dict(data, object_xy=jnp.asarray(object_xy, jnp.float32), object_mask=jnp.asarray(mask))
+  stats = ObjectStats.fit(centers[mask])
+  normalizer = fit_normalizer(data["state"], data["actions"])
+  optimizer = optax.adam(3e-3)
+  state = TrainState.create(init_policy_params(OBJECT_MODEL, jax.random.key(4)), optimizer)
+  step = make_policy_train_step(OBJECT_MODEL, optimizer, normalizer, object_weight=1.0, object_stats=stats,
+                                donate=False)
+  errors = []
+  for _ in range(60):
+    state, metrics = step(state, data, jax.random.key(0))
+    errors.append(float(metrics["object_error"]))
+  assert np.isfinite(float(metrics["loss"])) and int(state.nonfinite_steps) == 0
+  assert np.mean(errors[-5:]) < 0.3 * errors[0], errors[::10]
+  with pytest.raises(ValueError, match="object_head=True and object_stats"):
+    make_policy_loss_fn(MODEL, normalizer, object_weight=1.0, object_stats=stats)(
+        init_policy_params(MODEL, jax.random.key(0)), data, jax.random.key(0))
+
+
+def test_state_noise_moves_the_arm_joints_only_and_is_off_by_default(random_params):
+  batch = _batch(30)
+  key = jax.random.key(1)
+  noisy = jax.jit(make_policy_loss_fn(MODEL, NORMALIZER, state_noise=0.5))
+  assert float(noisy(random_params, batch, key)[0]) == float(noisy(random_params, batch, key)[0])
+  assert float(noisy(random_params, batch, key)[0]) != pytest.approx(float(_LOSS(random_params, batch, key)[0]))
+  seen = []
+  spy = VisuomotorPolicy(CONFIG)
+  original = VisuomotorPolicy.__call__
+
+  def record(self, images, state, normalizer, **kwargs):
+    seen.append(state)
+    return original(self, images, state, normalizer, **kwargs)
+
+  VisuomotorPolicy.__call__ = record
+  try:
+    make_policy_loss_fn(spy, NORMALIZER, state_noise=0.5)(random_params, batch, key)
+  finally:
+    VisuomotorPolicy.__call__ = original
+  moved = np.asarray(seen[0]) - np.asarray(batch["state"])
+  assert np.abs(moved[:, :7]).min() > 0 and np.all(moved[:, 7] == 0)
+  with pytest.raises(ValueError, match="state_noise must be >= 0"):
+    make_policy_loss_fn(MODEL, NORMALIZER, state_noise=-1.0)
