@@ -37,6 +37,16 @@ def test_generated_episodes_train_a_policy_that_runs_in_closed_loop(tmp_path, en
   closed = json.loads((policy / "closed_loop.json").read_text())
   assert closed["train_episodes"] == 1 and closed["num_episodes"] == 1
   assert closed["episodes"][0]["axis"] == "nominal" and closed["episodes"][0]["steps"] == 3
+  # The finished run reloads as a closed-loop policy with the shape and statistics it trained with.
+  import numpy as np  # noqa: PLC0415
+
+  from launch.tasks.robosplat_policy import load_trained_policy  # noqa: PLC0415
+
+  runner = load_trained_policy(policy)
+  images = {name: np.zeros((32, 32, 3), np.uint8) for name in runner.camera_names}
+  assert runner.plan(images, np.zeros(8)).shape == (runner.model.config.chunk, 8)
+  with pytest.raises(FileNotFoundError, match="no config.json"):
+    load_trained_policy(tmp_path)
 
 
 @pytest.mark.slow
