@@ -39,8 +39,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
   c.policy = ml_collections.ConfigDict(dict(
       preset="small", chunk=8, joint_targets="delta",
-      object_weight=0.0,  # > 0: an object-position head on the image keypoints, trained on episode metadata
-      state_noise=0.0,  # std of the noise on the state's arm joints in training, in units of their dataset std
+      # An object-position head on the image keypoints, trained on the episodes' object
+      # positions (0: none); without it a policy on generated demonstrations ignored the object.
+      object_weight=1.0,
+      state_noise=0.1,  # std of the noise on the state's arm joints in training, in units of their dataset std
   ))
   c.augment = ml_collections.ConfigDict(dict(
       enabled=True, shift=0.08, scale=0.08, rotation_degrees=5.0, brightness=0.2, contrast=0.2, saturation=0.2,
