@@ -8,9 +8,13 @@ commands) trained on RoboSplat demonstrations, then judged in closed loop in pyb
       --config.data.dir=runs/robosplat_generate/generated
 
 `data.dir` is any folder in the LeRobot v2.1 layout jaxlab writes (`jaxlab.robosplat.episodes`)
-with cameras `data.cameras`. After training, the policy drives the simulated Panda with the
+with cameras `data.cameras`; `data.extra_dirs` mixes more such folders in. By default the
+policy has an object-position head (trained on each episode's object position) and noise on
+its joint state in training: without them a policy trained on generated demonstrations
+ignored the object (docs/robosplat.md). After training, the policy drives the simulated robot with the
 simulator's own camera images over `eval.axes` (`jaxlab.robosplat.sim.closed_loop`):
-held-out object poses, object types, camera placements, lighting and table textures.
+held-out object poses, object types, camera placements, lighting, table textures and
+the other robot.
 Writes `closed_loop.json` (success per axis and per episode) besides checkpoints and metrics.
 
 Variants:
@@ -55,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(num_steps=3000, log_every=100, eval_every=1000, max_nonfinite_streak=5))
   c.checkpoint = ml_collections.ConfigDict(dict(save_every=1000, keep=2, async_save=True))
   c.eval = ml_collections.ConfigDict(dict(
-      axes=("nominal", "object_pose", "object_type", "camera", "lighting", "table_texture"),
+      axes=("nominal", "object_pose", "object_type", "camera", "lighting", "table_texture", "embodiment"),
       episodes_per_axis=10, max_steps=100, execute_steps=4, seed=1,
   ))
   if variant == "smoke":
