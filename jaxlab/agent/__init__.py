@@ -4,6 +4,7 @@
   `<problem>`, `<code>` or `<answer>`), format the environment's `<information>` reply.
 - `rewards`: the format reward, the answer's token F1 (SQuAD normalization), the search
   query's embedding similarity, the code-step constant and the problem-label reward.
+- `mat_score`: the MAT benchmark's F1 and EM over a predictions jsonl (also a command).
 """
 
 from jaxlab.agent.rewards import (
