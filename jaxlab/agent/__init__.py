@@ -5,6 +5,7 @@
 - `rewards`: the format reward, the answer's token F1 (SQuAD normalization), the search
   query's embedding similarity, the code-step constant and the problem-label reward.
 - `mat_score`: the MAT benchmark's F1 and EM over a predictions jsonl (also a command).
+- `search`: the search tool: a local BM25 index or an HTTP search API behind one interface.
 """
 
 from jaxlab.agent.rewards import (
