@@ -6,6 +6,7 @@
   query's embedding similarity, the code-step constant and the problem-label reward.
 - `mat_score`: the MAT benchmark's F1 and EM over a predictions jsonl (also a command).
 - `search`: the search tool: a local BM25 index or an HTTP search API behind one interface.
+- `sandbox`: the code tool: model-written Python run on one image in a fenced separate process.
 """
 
 from jaxlab.agent.rewards import (
