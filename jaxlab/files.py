@@ -60,6 +60,33 @@ def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
   return value
 
 
+def read_jsonl_objects(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """The JSON objects of a jsonl file, one per non-blank line.
+
+  Raises:
+    FileNotFoundError: no such file.
+    JSONFileError (a ValueError): a line is not UTF-8 JSON or not an object (path and line named).
+  """
+  path = os.fspath(path)
+  records = []
+  with open(path, encoding="utf-8", errors="strict") as f:
+    try:
+      lines = list(f)
+    except UnicodeDecodeError as e:
+      raise JSONFileError(f"{path} is not UTF-8 text (byte {e.start})") from None
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise JSONFileError(f"{path} line {number} is not valid JSON: {e.msg}") from None
+    if not isinstance(record, dict):
+      raise JSONFileError(f"{path} line {number} must be a JSON object")
+    records.append(record)
+  return records
+
+
 def require_finite(array: np.ndarray, what: str) -> None:
   """Raises NonFiniteError naming `what` when `array` (any float dtype, bfloat16 and float8 included)
   holds NaN or infinity; integer and boolean arrays pass. Scans in chunks, so a memory-mapped array

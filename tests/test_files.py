@@ -78,3 +78,18 @@ def test_require_finite_names_the_array_and_first_index():
     files.require_finite(x, "w_q")
   files.require_finite(np.arange(5), "ints")
   files.require_finite(np.ones(3, np.float32), "ones")
+
+
+def test_read_jsonl_objects_names_the_bad_line(tmp_path):
+  good = tmp_path / "good.jsonl"
+  good.write_text('{"a": 1}\n\n{"b": 2}\n')
+  assert files.read_jsonl_objects(good) == [{"a": 1}, {"b": 2}]
+  for text, message in (('{"a": 1}\nnot json\n', "line 2 is not valid JSON"),
+                        ('{"a": 1}\n[1, 2]\n', "line 2 must be a JSON object")):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(text)
+    with pytest.raises(files.JSONFileError, match=message):
+      files.read_jsonl_objects(bad)
+  (tmp_path / "latin.jsonl").write_bytes(b'{"a": "\xff"}\n')
+  with pytest.raises(files.JSONFileError, match="not UTF-8"):
+    files.read_jsonl_objects(tmp_path / "latin.jsonl")

@@ -65,26 +65,12 @@ def score_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 "count": len(rows), "no_answer": sum(not r[2] for r in rows)} for key, rows in groups.items()}
 
 
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-  """Records of a jsonl file; a bad line is an error naming the file and line."""
-  records = []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{number}: not a JSON object ({e.msg})") from None
-  return records
-
-
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description="MAT F1 / EM of a predictions jsonl")
   parser.add_argument("predictions")
   parser.add_argument("--out", default="", help="also write the report as JSON here")
   args = parser.parse_args(argv)
-  report = score_records(read_jsonl(args.predictions))
+  report = score_records(files.read_jsonl_objects(args.predictions))
   for key, row in report.items():
     print(f"{key}: F1 {row['f1']:.2f} EM {row['em']:.2f} over {row['count']} ({row['no_answer']} without an answer)")
   if args.out:

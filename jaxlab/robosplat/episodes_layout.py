@@ -146,19 +146,10 @@ def read_jsonl(root: str, relpath: str) -> list[dict[str, Any]]:
   path = os.path.join(root, relpath)
   if not os.path.isfile(path):
     raise EpisodeFormatError(f"{root}: missing {relpath}")
-  records = []
-  with open(path, encoding="utf-8") as f:
-    for line_number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise EpisodeFormatError(f"{path} line {line_number} is not valid JSON: {e.msg}") from None
-      if not isinstance(record, dict):
-        raise EpisodeFormatError(f"{path} line {line_number} must be a JSON object")
-      records.append(record)
-  return records
+  try:
+    return files.read_jsonl_objects(path)
+  except files.JSONFileError as e:
+    raise EpisodeFormatError(str(e)) from None
 
 
 def write_jsonl(root: str, relpath: str, lines: list[str]) -> None:

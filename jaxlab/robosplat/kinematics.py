@@ -11,7 +11,6 @@ accept any leading batch dims on `qpos`.
 """
 
 import functools
-import os
 from typing import Any, NamedTuple
 
 import jax
@@ -19,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.robosplat import urdf
+from jaxlab.robosplat.embodiments import EMBODIMENTS
 
 PANDA_URDF = "franka_panda/panda.urdf"  # Inside pybullet_data.
-# Arm joints 1..7, then the two finger joints (metres each, 0..0.04).
-INIT_QPOS = np.array([0.0, 0.1, 0.0, -2.15, 0.0, 2.25, 0.78, 0.04, 0.04], np.float32)
+# Arm joints 1..7, then the two finger joints (metres each, 0..0.04): the Panda's home.
+INIT_QPOS = np.array(EMBODIMENTS["panda"].init_qpos, np.float32)
 INIT_QPOS.flags.writeable = False
 NUM_ARM_JOINTS = 7
 # pybullet_data's panda.urdf has a fixed frame 0.105 m past the hand, between the fingertips,
@@ -34,17 +34,12 @@ _HIGHEST = jax.lax.Precision.HIGHEST  # No TF32 rounding of float32 products on 
 
 def panda_urdf_path() -> str:
   """Absolute path of pybullet_data's Franka Panda URDF (needs the `robot` extra)."""
-  try:
-    import pybullet_data  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ImportError("the Panda URDF comes with pybullet: pip install 'jaxlab[robot]'") from e
-  return os.path.join(pybullet_data.getDataPath(), PANDA_URDF)
+  return EMBODIMENTS["panda"].urdf_path()
 
 
-@functools.lru_cache(maxsize=1)
 def panda_model() -> urdf.RobotModel:
-  """The parsed Panda (cached: one object, so jitted functions compile once)."""
-  return urdf.load_urdf(panda_urdf_path())
+  """The parsed Panda (the embodiment's cached model: one object, so jitted functions compile once)."""
+  return EMBODIMENTS["panda"].model()
 
 
 class _Step(NamedTuple):

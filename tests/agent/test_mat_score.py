@@ -48,5 +48,5 @@ def test_bad_input_is_named(tmp_path):
     score_records([])
   bad = tmp_path / "bad.jsonl"
   bad.write_text('{"answers": ["a"]}\nnot json\n')
-  with pytest.raises(ValueError, match="bad.jsonl:2: not a JSON object"):
+  with pytest.raises(ValueError, match="bad.jsonl line 2 is not valid JSON"):
     main([str(bad)])

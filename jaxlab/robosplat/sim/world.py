@@ -37,7 +37,7 @@ import numpy as np
 from jaxlab.robosplat.embodiments import EE_LINK, HAND_LINK, Embodiment, get_embodiment
 
 # Spec: the Panda's home configuration (7 arm joints, 2 finger joints).
-INIT_QPOS = np.array([0.0, 0.1, 0.0, -2.15, 0.0, 2.25, 0.78, 0.04, 0.04])
+INIT_QPOS = get_embodiment("panda").init_qpos_9
 # pybullet joint indices of the Panda's arm and fingers in panda.urdf.
 ARM_JOINTS = tuple(range(7))
 FINGER_JOINTS = (9, 10)
