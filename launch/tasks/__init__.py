@@ -7,6 +7,7 @@ it is the only code that reads a ConfigDict and turns it into library arguments.
 import importlib
 
 TASKS = {
+    "arft": "launch.tasks.arft",
     "flow_train": "launch.tasks.flow_train",
     "lm_tiny": "launch.tasks.lm_tiny",
     "moe_lm": "launch.tasks.moe_lm",
