@@ -37,8 +37,8 @@ def agent_config(task: str, variant: str) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
   c.sharding = ml_collections.ConfigDict(dict(presets=("data",), min_sharded_size=4096))
   c.data = ml_collections.ConfigDict(dict(
-      task=task, source="generated", num_train=600, num_eval=200, tile_size=112, max_prompt_length=256,
-      max_length=352, prefetch_threads=1,
+      task=task, source="generated", num_train=2000, num_eval=200, tile_size=112, max_prompt_length=320,
+      max_length=384, prefetch_threads=1,
       # data.source="mat": the released MAT json files (jaxlab.agent.mat_data); the corpus for search is
       # one document per line (or a jsonl with "contents"/"text").
       mat_train="", mat_eval="", image_root="", corpus="",
@@ -49,11 +49,11 @@ def agent_config(task: str, variant: str) -> ml_collections.ConfigDict:
       lm_hidden=128, lm_layers=3, lm_heads=4, lm_kv_heads=2,
       freeze_vision=False,
   ))
-  c.sft = ml_collections.ConfigDict(dict(num_steps=1500, global_batch_size=32, learning_rate=3e-3, warmup_steps=50,
+  c.sft = ml_collections.ConfigDict(dict(num_steps=1000, global_batch_size=16, learning_rate=3e-3, warmup_steps=50,
                                          weighting="token"))
   c.grpo = ml_collections.ConfigDict(dict(
-      num_steps=150, prompts_per_step=8, group_size=8, beta=0.04, temperature=1.0, max_new_tokens=96,
-      learning_rate=1e-4, warmup_steps=10, code_reward=1.0,
+      num_steps=40, prompts_per_step=8, group_size=8, beta=0.04, temperature=1.0, max_new_tokens=136,
+      learning_rate=1e-4, warmup_steps=10, code_reward=1.0, log_every=10,
   ))
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=3e-3, warmup_steps=50, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0,
@@ -61,13 +61,13 @@ def agent_config(task: str, variant: str) -> ml_collections.ConfigDict:
   ))
   c.train = ml_collections.ConfigDict(dict(num_steps=0, log_every=50, eval_every=0, max_nonfinite_streak=5))
   c.checkpoint = ml_collections.ConfigDict(dict(save_every=1000, keep=1, async_save=True))
-  c.evaluation = ml_collections.ConfigDict(dict(max_rounds=5, batch_size=32, max_new_tokens=96))
+  c.evaluation = ml_collections.ConfigDict(dict(max_rounds=5, batch_size=32, max_new_tokens=136))  # Code turns: <= 129.
 
   if variant == "smoke":
     c.data.update(num_train=8, num_eval=8, tile_size=28)
     c.model.update(vision_hidden=32, vision_layers=1, lm_hidden=32, lm_layers=1, lm_heads=2, lm_kv_heads=1)
     c.sft.update(num_steps=4, global_batch_size=8, warmup_steps=1)
-    c.grpo.update(num_steps=2, prompts_per_step=8, group_size=4, max_new_tokens=24, warmup_steps=1)
+    c.grpo.update(num_steps=2, prompts_per_step=8, group_size=4, max_new_tokens=24, warmup_steps=1, log_every=1)
     c.train.update(log_every=1)
     c.evaluation.update(max_rounds=2, batch_size=8, max_new_tokens=24)
   return c

@@ -3,7 +3,9 @@
 `build_agent_data(config.data)` reads `data.source`:
 
   "generated"  the embedded sets: `coding_data` (distorted photographs, gold problem/code/answer
-               turns) or `search_data` (a generated world, its corpus, multi-hop emblem questions)
+               turns) or `search_data` (a generated world, its corpus, multi-hop emblem questions;
+               `data.eval_emblems` "new" or "seen", `search_data.SearchSettings`); the corpus
+               is the one evaluation questions search
   "mat"        the released MAT files (`mat_data`): `data.mat_train` (MAT-Training json),
                `data.mat_eval` (MAT-Benchmark json), `data.image_root`, and for search
                `data.corpus`: the documents the search tool indexes, one per line or a jsonl
@@ -44,11 +46,12 @@ def build_agent_data(d, *, seed: int) -> AgentData:
     raise ValueError(f"config.data.source must be one of {SOURCES}, got {d.source!r}")
   image_size = max(d.tile_size, 56)  # The generators draw at least 56 px; tiles are resized to the model's size.
   if d.task == "search":
-    world = search_data.build_world(search_data.SearchSettings(image_size=image_size, seed=seed))
+    settings = search_data.SearchSettings(image_size=image_size, eval_emblems=d.get("eval_emblems", "new"), seed=seed)
+    world = search_data.build_world(settings)
     return AgentData(search_data.make_search_trajectories(d.num_train, world=world, split="train", seed=seed),
                      [t.item for t in search_data.make_search_trajectories(d.num_eval, world=world, split="eval",
                                                                            seed=seed + 1)],
-                     tuple(world.documents))
+                     world.documents_for("eval"))
   settings = coding_data.CodingSettings(image_size=image_size)
   train = coding_data.make_coding_trajectories(d.num_train, seed=seed, split="train", settings=settings)
   evaluation = coding_data.make_coding_trajectories(d.num_eval, seed=seed + 1, split="eval", settings=settings)

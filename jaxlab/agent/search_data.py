@@ -27,7 +27,10 @@ Gold observations are the real replies of `search_step(world.index, query)`; an 
 does not bring the needed document into the top `TOP_K` is redrawn. Train and eval questions use
 disjoint cities, hence disjoint emblems and facts: eval emblems are unseen combinations of the same
 visual words, so a model must read the image and copy names from the `<information>` it is given
-rather than recall them. The eval entities' names are the train entities' names dealt out again to
+rather than recall them. With `SearchSettings.eval_emblems="seen"` the eval cities wear the train
+cities' emblems instead and are described by a corpus of their own (`SearchWorld.eval_documents`):
+the picture is familiar, the facts behind it are not, and answering from memory gives the train
+world's fact. The eval entities' names are the train entities' names dealt out again to
 other roles (a train river's name may name an eval founder): every eval fact is new, but every word
 a model must write has been written in training, which a word-level vocabulary needs (a word never
 seen as a target cannot be generated).
@@ -51,6 +54,7 @@ FIELD_COLOURS: tuple[str, ...] = ("white", "yellow", "black", "purple")
 SIMPLE_RELATIONS: tuple[str, ...] = ("river", "founder", "year", "country")
 HARD_RELATIONS: tuple[str, ...] = ("source", "lake", "village", "capital")
 ITEM_SPLITS: tuple[str, ...] = ("train", "eval", "simple", "hard")
+EVAL_EMBLEMS: tuple[str, ...] = ("new", "seen")
 
 _FIELD_RGB = {"white": (1.0, 1.0, 1.0), "yellow": (1.0, 0.85, 0.1), "black": (0.08, 0.08, 0.08),
               "purple": (0.55, 0.2, 0.65)}
@@ -173,6 +177,10 @@ class SearchSettings:
     num_distractors: distractor documents added to the corpus, >= 0.
     eval_fraction: share of the cities kept for eval questions, in (0, 1); each split gets at least one.
     photo_probability: chance that an emblem is painted on a photograph crop rather than a plain colour.
+    eval_emblems: "new": eval cities have emblems no train city has, in one corpus with the train
+      cities (a model must describe unseen combinations of the visual words); "seen": eval cities
+      take the train cities' emblems and live in a corpus of their own (`SearchWorld.eval_documents`),
+      so the emblems are familiar but every fact behind them is new and must be searched.
     seed: the world's seed, >= 0 (questions take their own seed).
   """
 
@@ -181,9 +189,12 @@ class SearchSettings:
   num_distractors: int = 150
   eval_fraction: float = 0.25
   photo_probability: float = 0.75
+  eval_emblems: str = "new"
   seed: int = 0
 
   def __post_init__(self):
+    if self.eval_emblems not in EVAL_EMBLEMS:
+      raise ValueError(f"SearchSettings.eval_emblems must be one of {EVAL_EMBLEMS}, got {self.eval_emblems!r}")
     for name, low, high in (("image_size", 56, 448), ("num_entities", 2, len(EMBLEMS)),
                             ("num_distractors", 0, None), ("seed", 0, None)):
       value = getattr(self, name)
@@ -205,12 +216,22 @@ class SearchSettings:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SearchWorld:
-  """The cities, the corpus (`documents`) and its BM25 index."""
+  """The cities, the corpus (`documents`) and its BM25 index; eval questions search `eval_documents`
+  (`eval_index`), the same corpus unless `settings.eval_emblems` is "seen"."""
 
   settings: SearchSettings
   cities: tuple[City, ...]
   documents: tuple[str, ...]
   index: BM25Index = dataclasses.field(repr=False)
+  eval_documents: tuple[str, ...] = ()
+  eval_index: BM25Index | None = dataclasses.field(default=None, repr=False)
+
+  def index_for(self, split: str) -> BM25Index:
+    """The index a question of `split` ("train" or an eval split) searches."""
+    return self.index if split == "train" or self.eval_index is None else self.eval_index
+
+  def documents_for(self, split: str) -> tuple[str, ...]:
+    return self.documents if split == "train" or self.eval_index is None else self.eval_documents
 
   def cities_in(self, split: str) -> tuple[City, ...]:
     """The cities of "train" or "eval"."""
@@ -240,6 +261,8 @@ def build_world(settings: SearchSettings | None = None) -> SearchWorld:
   names = _NameMaker(rng)
   emblems = [EMBLEMS[i] for i in rng.permutation(len(EMBLEMS))[:settings.num_entities]]
   num_train = settings.num_entities - settings.num_eval
+  if settings.eval_emblems == "seen":  # Eval cities wear train emblems (each once), in their own corpus.
+    emblems = emblems[:num_train] + [emblems[i] for i in rng.permutation(num_train)[:settings.num_eval]]
   cities = []
   train_roles: dict[str, str] = {}  # name -> its role in training
   for split, split_emblems in (("train", emblems[:num_train]), ("eval", emblems[num_train:])):
@@ -257,12 +280,21 @@ def build_world(settings: SearchSettings | None = None) -> SearchWorld:
       cities.append(City(city=new_name("city"), emblem=emblem, river=new_name("river"), source=new_name("source"),
                          lake=new_name("lake"), founder=new_name("founder"), village=new_name("village"),
                          year=int(rng.integers(*_YEARS)), country=country, capital=capital, split=split))
+  if settings.eval_emblems == "new":
+    documents = _corpus(rng, cities, settings.num_distractors)
+    return SearchWorld(settings, tuple(cities), documents, BM25Index(documents), documents)
+  groups = [[c for c in cities if c.split == split] for split in ("train", "eval")]
+  documents, eval_documents = (_corpus(rng, group, settings.num_distractors) for group in groups)
+  return SearchWorld(settings, tuple(cities), documents, BM25Index(documents), eval_documents,
+                     BM25Index(eval_documents))
+
+
+def _corpus(rng: np.random.Generator, cities: list[City], num_distractors: int) -> tuple[str, ...]:
   documents = [city_document(c) for c in cities]
   documents += [fact_document(c, r) for c in cities for r in ("source", "lake", "village")]
   documents += sorted({fact_document(c, "capital") for c in cities})
-  documents += [_distractor(rng, cities) for _ in range(settings.num_distractors)]
-  documents = [documents[i] for i in rng.permutation(len(documents))]  # Order says nothing about the facts.
-  return SearchWorld(settings, tuple(cities), tuple(documents), BM25Index(documents))
+  documents += [_distractor(rng, cities) for _ in range(num_distractors)]
+  return tuple(documents[i] for i in rng.permutation(len(documents)))  # Order says nothing about the facts.
 
 
 def build_corpus(seed: int = 0, settings: SearchSettings | None = None) -> list[str]:
@@ -303,7 +335,7 @@ def search_trajectory(world: SearchWorld, *, split: str, seed: int, index: int) 
   for _ in range(_MAX_DRAWS):
     city = cities[int(rng.integers(len(cities)))]
     relation = relations[int(rng.integers(len(relations)))]
-    gold = _gold_turns(world, city, relation)
+    gold = _gold_turns(world.index_for(split), city, relation)
     if gold is not None:
       break
   else:
@@ -315,7 +347,7 @@ def search_trajectory(world: SearchWorld, *, split: str, seed: int, index: int) 
                     steps=steps, observations=observations, answers=answers, split=label)
 
 
-def _gold_turns(world: SearchWorld, city: City, relation: str):
+def _gold_turns(index: BM25Index, city: City, relation: str):
   """(steps, observations, answers) of the gold solution, or None when a gold search misses its document."""
   facts = city.facts
   searches = [(_EMBLEM_THINK.format(**facts), city.emblem.query, city_document(city))]
@@ -327,9 +359,9 @@ def _gold_turns(world: SearchWorld, city: City, relation: str):
     final_think = _CITY_THINK[relation].format(**facts)
   steps, observations = [], []
   for think, query, needed in searches:
-    if needed not in world.index.search(query, TOP_K):
+    if needed not in index.search(query, TOP_K):
       return None
-    information, error = search_step(world.index, query, TOP_K)
+    information, error = search_step(index, query, TOP_K)
     if error:
       return None
     steps.append(f"<think>{think}</think><search>{query}</search>")

@@ -2,7 +2,8 @@
 
 Record i (sample `samples[i]`):
 
-  input_ids    int32 [L]        prompt, the gold turn, `<|im_end|>`; right padded
+  input_ids    int32 [L]        prompt, the gold turn, `<|im_end|>`; right padded (L: the `max_length`
+                                given, or less when every sample is shorter)
   targets      int32 [L]        input_ids shifted by one (the next token)
   loss_mask    float32 [L]      1 where the target is a token of the gold turn or its `<|im_end|>`
   prompt_ids   int32 [P]        the prompt alone, LEFT padded (GRPO samples continuations of it)
@@ -86,6 +87,9 @@ class AgentStepSource:
       kept.append(EncodedStep(sample, tuple(prompt_ids), solution, tuple(solution_ids)))
     self.steps = kept
     self.dropped = len(dropped)
+    if kept:  # Records only as long as the longest sample needs (in steps of 16): short sets train faster.
+      need = max(len(k.prompt_ids) + len(k.solution_ids) for k in kept)
+      self.max_length = min(self.max_length, -(-need // 16) * 16)
     if dropped:
       log.warning("Dropped %d of %d step samples longer than the prompt (%d) or sequence (%d) limit, e.g. %s",
                   len(dropped), len(samples), max_prompt_length, max_length, dropped[:3])

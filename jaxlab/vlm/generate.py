@@ -35,6 +35,7 @@ def generate(
     key: jax.Array | None = None,
     positions_bt: jax.Array | None = None,
     use_cache: bool = True,
+    suppress_ids: Sequence[int] = (),
 ) -> jax.Array:
   """Continues each left-padded prompt (text with image tokens) by `max_new_tokens` text tokens.
 
@@ -45,8 +46,9 @@ def generate(
     pixels_nhwc: [N, H, W, 3] tiles of every image, in the order of their image tokens; None: text only.
     attention_mask_bt: [B, T], nonzero for real tokens; None: no padding.
     positions_bt: [B, T] int or float32 (V2PE) prompt positions; None: 0, 1, ... over real tokens.
-    max_new_tokens, method, temperature, top_p, eos_id, pad_id, key, use_cache: as
-      `jaxlab.models.qwen2.generate`.
+    max_new_tokens, method, temperature, top_p, eos_id, pad_id, key, use_cache, suppress_ids: as
+      `jaxlab.models.qwen2.generate`. The image-context token is always suppressed: fed back in a
+      later prompt it would be taken for an image's place and shift every image's features.
 
   Returns:
     [B, max_new_tokens] int32 tokens (pad_id after a row's eos).
@@ -72,4 +74,5 @@ def generate(
       language_model, params["language_model"], None, attention_mask_bt,
       max_new_tokens=max_new_tokens, method=method, temperature=temperature, top_p=top_p, eos_id=eos_id,
       pad_id=pad_id, key=key, positions_bt=positions_bt, inputs_embeds_btd=embeds_btd, use_cache=use_cache,
+      suppress_ids=(model.config.image_token_id, *suppress_ids),
   )

@@ -73,7 +73,8 @@ def stage_config(config: ConfigDict, stage: str) -> ConfigDict:
   c.stage = stage
   c.optimizer = ConfigDict(dict(config.optimizer.to_dict(), learning_rate=s.learning_rate,
                                 warmup_steps=s.warmup_steps))
-  c.train = ConfigDict(dict(config.train.to_dict(), num_steps=s.num_steps))
+  c.train = ConfigDict(dict(config.train.to_dict(), num_steps=s.num_steps,
+                            log_every=s.get("log_every", config.train.log_every)))
   return c
 
 

@@ -146,3 +146,20 @@ def test_bad_arguments_raise(world):
     make_search_trajectories(1, world=world, split="test")
   with pytest.raises(ValueError, match="n must"):
     make_search_trajectories(-1, world=world)
+
+
+def test_seen_emblems_put_new_facts_in_a_corpus_of_their_own():
+  world = build_world(SearchSettings(image_size=56, num_entities=24, eval_emblems="seen"))
+  train_cities, eval_cities = world.cities_in("train"), world.cities_in("eval")
+  assert {c.emblem for c in eval_cities} <= {c.emblem for c in train_cities}
+  assert len({c.emblem for c in eval_cities}) == len(eval_cities)
+  assert all(city_document(c) in world.eval_documents and city_document(c) not in world.documents
+             for c in eval_cities)
+  assert not any(city_document(c) in world.eval_documents for c in train_cities)
+  for t in make_search_trajectories(6, world=world, split="eval", seed=2):
+    for step, observation in zip(t.steps, t.observations):
+      parsed = parse_step(step)
+      if parsed.action == "search":
+        assert observation.text == search_step(world.eval_index, parsed.content)[0]
+  with pytest.raises(ValueError, match="eval_emblems"):
+    SearchSettings(eval_emblems="old")

@@ -27,6 +27,11 @@ TRAINING = {
                                        "sft.checkpoint.save_every": 2, "pairs.num_prompts": 16,
                                        "pairs.reference_as_chosen": True, "evaluation.num_eval": 8}),
     "moe_lm": ("configs/moe_lm.py", {"evaluation.max_tokens": 256}),
+    # Both stages and the live evaluation, shortened.
+    "arft_coding": ("configs/arft_coding.py", {"sft.num_steps": 2, "grpo.num_steps": 2, "data.num_train": 8,
+                                               "data.num_eval": 4, "evaluation.max_rounds": 1}),
+    "arft_search": ("configs/arft_search.py", {"sft.num_steps": 2, "grpo.num_steps": 2, "data.num_train": 8,
+                                               "data.num_eval": 4, "evaluation.max_rounds": 1}),
 }
 
 

@@ -73,6 +73,7 @@ def generate(
     positions_bt: jax.Array | None = None,
     inputs_embeds_btd: jax.Array | None = None,
     use_cache: bool = True,
+    suppress_ids: Sequence[int] = (),
 ) -> jax.Array:
   """Continues each prompt of a left-padded batch by `max_new_tokens` tokens.
 
@@ -93,6 +94,8 @@ def generate(
       continue at (largest real prompt position) + 1, + 2, ... None: real tokens numbered 0, 1, ...
     inputs_embeds_btd: [B, T, D] prompt embeddings instead of `prompt_tokens_bt`.
     use_cache: decode with a KV cache (True) or recompute the full sequence at every step.
+    suppress_ids: token ids never generated (their logits are set to -inf before picking), e.g.
+      a VLM's image-context token, which would misplace image features if fed back.
 
   Returns:
     [B, N] int32 generated tokens (pad_id after a row's eos).
@@ -116,10 +119,12 @@ def generate(
   rank_bt = jnp.maximum(jnp.cumsum(mask_bt, axis=1, dtype=jnp.int32) - 1, 0)
   positions_bt = rank_bt if positions_bt is None else positions_bt
   key = jax.random.key(0) if key is None else key
+  suppress = _eos_ids(tuple(suppress_ids), config.vocab_size, name="suppress_ids")
   return _generate(
       model, params, prompt_tokens_bt, inputs_embeds_btd, mask_bt, positions_bt, key,
       jnp.float32(temperature), jnp.float32(top_p),
       max_new_tokens=max_new_tokens, method=method, eos_ids=eos_ids, pad_id=pad_id, use_cache=bool(use_cache),
+      suppress_ids=tuple(sorted(set(suppress))),
   )
 
 
@@ -153,11 +158,11 @@ def check_generation(config, prompt_length: int, *, max_new_tokens, method, temp
   return eos_ids
 
 
-def _eos_ids(eos_id, vocab_size: int) -> tuple[int, ...]:
+def _eos_ids(eos_id, vocab_size: int, *, name: str = "eos_id") -> tuple[int, ...]:
   ids = () if eos_id is None else (eos_id,) if isinstance(eos_id, (int, np.integer)) else tuple(eos_id)
   for i in ids:
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < vocab_size:
-      raise ValueError(f"eos_id must be None or token id(s) in [0, {vocab_size}), got {eos_id!r}")
+      raise ValueError(f"{name} must be None or token id(s) in [0, {vocab_size}), got {eos_id!r}")
   return tuple(int(i) for i in ids)
 
 
@@ -170,9 +175,10 @@ def _check_left_padded(mask_bt: np.ndarray) -> None:
     raise ValueError(f"prompt_mask_bt rows {empty.tolist()} have no real token")
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "method", "eos_ids", "pad_id", "use_cache"))
+@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "method", "eos_ids", "pad_id", "use_cache",
+                                             "suppress_ids"))
 def _generate(model, params, tokens_bt, embeds_btd, mask_bt, positions_bt, key, temperature, top_p, *,
-              max_new_tokens, method, eos_ids, pad_id, use_cache):
+              max_new_tokens, method, eos_ids, pad_id, use_cache, suppress_ids=()):
   variables = {"params": params}
   b, t = mask_bt.shape
   n = max_new_tokens
@@ -181,6 +187,8 @@ def _generate(model, params, tokens_bt, embeds_btd, mask_bt, positions_bt, key, 
   next_position_b = jnp.max(jnp.where(mask_bt, positions_bt.astype(jnp.float32), -jnp.inf), axis=1) + 1.0
 
   def pick(logits_bv, done_b, key):
+    if suppress_ids:
+      logits_bv = logits_bv.at[:, jnp.asarray(suppress_ids)].set(-jnp.inf)
     key, sub = jax.random.split(key)
     token_b = sample_tokens(logits_bv, sub, method=method, temperature=temperature, top_p=top_p)
     token_b = jnp.where(done_b, pad_id, token_b)

@@ -111,6 +111,16 @@ def test_top_p_keeps_only_the_nucleus():
   np.testing.assert_array_equal(sample_tokens(logits_bv, None), [1, 3])
 
 
+def test_suppressed_ids_are_never_generated():
+  greedy = _greedy_cached()
+  banned = tuple(int(t) for t in np.unique(greedy[:, :2]))  # What greedy picks first.
+  out = np.asarray(run(TOKENS, MASK, suppress_ids=banned))
+  assert not np.isin(out, banned).any()
+  sampled = np.asarray(run(TOKENS, MASK, suppress_ids=banned, method="sample", key=jax.random.key(4),
+                           temperature=5.0))
+  assert not np.isin(sampled, banned).any()
+
+
 @pytest.mark.parametrize("args, kwargs, error, match", [
     ((TOKENS, MASK), dict(max_new_tokens=15), ValueError, "max_position_embeddings"),
     ((jnp.zeros((1, 21), jnp.int32), None), dict(max_new_tokens=1), ValueError, "max_position_embeddings"),
@@ -125,6 +135,7 @@ def test_top_p_keeps_only_the_nucleus():
      "temperature"),
     ((TOKENS, MASK), dict(max_new_tokens=2, eos_id=40), ValueError, "eos_id"),
     ((TOKENS, MASK), dict(max_new_tokens=2, pad_id=-1), ValueError, "pad_id"),
+    ((TOKENS, MASK), dict(max_new_tokens=2, suppress_ids=(40,)), ValueError, "suppress_ids"),
     ((TOKENS, MASK), dict(max_new_tokens=2, positions_bt=jnp.zeros((3, 5))), ValueError, "positions_bt"),
 ])
 def test_bad_inputs_raise(args, kwargs, error, match):
