@@ -159,3 +159,12 @@ def test_direct_mode_is_one_round_without_tools():
   policy = ScriptedPolicy({coding.question: [PROBLEM, ANSWER]})
   [transcript] = run_agent([coding], policy, AgentTools(), mode="direct")
   assert len(policy.requests) == 1 and transcript.answer is None and transcript.errors == ["action"]
+
+
+def test_no_search_backend_is_a_counted_tool_error():
+  search = _search_trajectory().item
+  policy = ScriptedPolicy({search.question: ["<think>a</think><search>Varn</search>",
+                                             "<think>b</think><answer>Tolka</answer>"]})
+  [transcript] = run_agent([search], policy, AgentTools(search=None))
+  assert transcript.errors == ["search"] and "no search backend" in transcript.observations[0].text
+  assert transcript.answer == "Tolka" and agent_metrics([transcript])["loop"]["errors"] == {"search": 1}
