@@ -26,6 +26,8 @@ def test_every_package_is_a_lazy_name_of_jaxlab():
     ("jaxlab.moe.models", ("MoEDecoderLM", "MoELMConfig", "load_pretrained")),
     ("jaxlab.nn", ("dot_product_attention", "RMSNorm")),
     ("jaxlab.agent", ("run_agent", "VlmStepPolicy", "AgentTools", "Trajectory", "AgentVocab", "step_reward")),
+    ("jaxlab.mmif", ("verify", "score_items", "OpenAIChatJudge", "VlmJudge", "integrate_constraints", "make_pairs",
+                     "read_mmifeval", "SUB_TYPES")),
     ("jaxlab.ops", ("attention", "rms_norm", "grouped_matmul", "flow_guidance", "gaussian_raster")),
 ])
 def test_packages_export_what_users_need(package, names):
