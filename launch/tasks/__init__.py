@@ -10,6 +10,8 @@ TASKS = {
     "arft": "launch.tasks.arft",
     "flow_train": "launch.tasks.flow_train",
     "lm_tiny": "launch.tasks.lm_tiny",
+    "mmif_dpo": "launch.tasks.mmif_dpo",
+    "mmif_sft": "launch.tasks.mmif_sft",
     "moe_lm": "launch.tasks.moe_lm",
     "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
     "robosplat_generate": "launch.tasks.robosplat_generate",

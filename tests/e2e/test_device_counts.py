@@ -27,6 +27,12 @@ TRAINING = {
                                        "sft.checkpoint.save_every": 2, "pairs.num_prompts": 16,
                                        "pairs.reference_as_chosen": True, "evaluation.num_eval": 8}),
     "moe_lm": ("configs/moe_lm.py", {"evaluation.max_tokens": 256}),
+    "mmif_sft": ("configs/mmif_sft.py", {"data.num_train": 32, "data.num_eval": 8, "evaluation.batch_size": 8,
+                                         "evaluation.max_new_tokens": 16}),
+    "mmif_dpo": ("configs/mmif_dpo.py", {"sft.train.num_steps": 2, "sft.train.log_every": 1, "sft.data.num_train": 32,
+                                         "sft.data.num_eval": 8, "sft.evaluation.batch_size": 8,
+                                         "sft.evaluation.max_new_tokens": 16, "sft.checkpoint.save_every": 2,
+                                         "pairs.num_prompts": 16}),
     # Both stages and the live evaluation, shortened.
     "arft_coding": ("configs/arft_coding.py", {"sft.num_steps": 2, "grpo.num_steps": 2, "data.num_train": 8,
                                                "data.num_eval": 4, "evaluation.max_rounds": 1}),
