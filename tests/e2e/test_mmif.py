@@ -26,7 +26,7 @@ def test_sft_smoke_trains_evaluates_and_its_predictions_rescore_the_same(tmp_pat
   assert score.main(["--items", str(tmp_path / "eval" / "items.jsonl"), "--predictions",
                      str(tmp_path / "eval" / "sft.jsonl"), "--out", str(out)]) == 0
   report = json.loads((out / "report.json").read_text())
-  assert report["c_level"] == pytest.approx(round(results["sft"]["c_level"], 1))
+  assert report["summary"]["C-Level"] == pytest.approx(round(results["sft"]["c_level"], 1))
   assert "| SFT |" in (tmp_path / "results.md").read_text()
 
 
