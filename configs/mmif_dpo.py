@@ -40,7 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.posttrain = ml_collections.ConfigDict(dict(variants=REJECTIONS, beta=0.1, global_batch_size=16,
                                                prefetch_threads=1))
   c.optimizer = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, warmup_steps=10, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0,
+      learning_rate=1e-5, warmup_steps=10, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.0,
       grad_clip_norm=1.0,
   ))
   c.train = ml_collections.ConfigDict(dict(num_steps=200, log_every=50, eval_every=0, max_nonfinite_streak=5))

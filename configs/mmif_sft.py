@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
   c.sharding = ml_collections.ConfigDict(dict(presets=("data",), min_sharded_size=4096))
   c.data = ml_collections.ConfigDict(dict(
-      source="generated", num_train=3000, num_eval=256, min_constraints=1, max_constraints=4, tile_size=56,
+      source="generated", num_train=3000, num_eval=512, min_constraints=1, max_constraints=4, tile_size=56,
       max_length=192, global_batch_size=16, prefetch_threads=1,
       # source="jsonl": MM-IFInstruct files (jaxlab.mmif.engine layout), image paths relative to each file.
       train_jsonl="", eval_jsonl="",
