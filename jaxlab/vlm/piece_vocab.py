@@ -27,16 +27,22 @@ UNK = "<unk>"
 BASE_SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, IM_START, IM_END, IMG_START, IMG_END, IMG_CONTEXT)
 
 
-def piece_pattern(special_tokens: Sequence[str]) -> re.Pattern:
-  """The regex that cuts text into pieces (module docstring) around `special_tokens`."""
+def piece_pattern(special_tokens: Sequence[str], split_digits: bool = False) -> re.Pattern:
+  """The regex that cuts text into pieces (module docstring) around `special_tokens`.
+
+  With `split_digits`, every digit is a piece of its own ("1234" -> "1", "2", "3", "4"), so numbers of
+  any size need only ten pieces.
+  """
   specials = "|".join(re.escape(s) for s in sorted(special_tokens, key=len, reverse=True))
-  return re.compile(rf"(?:{specials})|[ \t]+(?=(?:{specials}))|[ \t]*\n|[ \t]*(?:\w+|[^\w\s])|[ \t]+|\s")
+  word = r"\d|[^\W\d]+" if split_digits else r"\w+"
+  return re.compile(rf"(?:{specials})|[ \t]+(?=(?:{specials}))|[ \t]*\n|[ \t]*(?:{word}|[^\w\s])|[ \t]+|\s")
 
 
 class PieceVocab:
   """Token <-> id over the special tokens (pad = 0, unk = 1) and the corpus's pieces."""
 
   SPECIAL_TOKENS: tuple[str, ...] = BASE_SPECIAL_TOKENS
+  SPLIT_DIGITS = False  # Subclasses for numeric answers set True (digits as single pieces).
   KIND = "vocabulary"  # How errors name it ("agent vocabulary", ...).
   _pattern: re.Pattern = piece_pattern(BASE_SPECIAL_TOKENS)
 
@@ -44,7 +50,7 @@ class PieceVocab:
     super().__init_subclass__(**kwargs)
     if cls.SPECIAL_TOKENS[:len(BASE_SPECIAL_TOKENS)] != BASE_SPECIAL_TOKENS:
       raise TypeError(f"{cls.__name__}.SPECIAL_TOKENS must start with {BASE_SPECIAL_TOKENS}")
-    cls._pattern = piece_pattern(cls.SPECIAL_TOKENS)
+    cls._pattern = piece_pattern(cls.SPECIAL_TOKENS, cls.SPLIT_DIGITS)
 
   def __init__(self, tokens: Sequence[str]):
     tokens = tuple(tokens)
