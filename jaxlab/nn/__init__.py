@@ -3,12 +3,24 @@
 One file per job: `dense` (Dense), `norm` (RMSNorm through `jaxlab.ops.rms_norm`, LayerNorm),
 `embed`, `mlp` (SwiGLU, SwiGLUMLP, GeluMLP), `rope` (1-D RoPE, transformers' form and a float32
 form), `rope2d` (2-D RoPE on image grids, NTK scaling), `v2pe` (V2PE position ids), `attention`
-(`dot_product_attention`, the toy `CausalSelfAttention`, `GroupedQueryAttention`).
+(`dot_product_attention`, the toy `CausalSelfAttention`, `GroupedQueryAttention`), `lora` (LoRA
+adapters over any parameter tree: `LoraConfig`, `init_lora`, `merge_lora`, `apply_with_lora`,
+`lora_optimizer`).
 """
 
 from jaxlab.nn.attention import CausalSelfAttention, GroupedQueryAttention, dot_product_attention
 from jaxlab.nn.dense import Dense
 from jaxlab.nn.embed import Embed
+from jaxlab.nn.lora import (
+    LoraConfig,
+    apply_with_lora,
+    delta as lora_delta,
+    init_lora,
+    lora_optimizer,
+    lora_targets,
+    merge_lora,
+    num_params,
+)
 from jaxlab.nn.mlp import GeluMLP, SwiGLU, SwiGLUMLP
 from jaxlab.nn.norm import LayerNorm, RMSNorm, layer_norm
 from jaxlab.nn.rope import apply_rope, apply_rotary, rope_cos_sin, rope_inv_freq
@@ -22,6 +34,7 @@ __all__ = [
     "GeluMLP",
     "GroupedQueryAttention",
     "LayerNorm",
+    "LoraConfig",
     "RMSNorm",
     "SwiGLU",
     "SwiGLUMLP",
@@ -29,10 +42,17 @@ __all__ = [
     "apply_rope",
     "apply_rope_2d",
     "apply_rotary",
+    "apply_with_lora",
+    "lora_delta",
     "dot_product_attention",
     "grid_positions",
+    "init_lora",
     "layer_norm",
+    "lora_optimizer",
+    "lora_targets",
+    "merge_lora",
     "ntk_scaled_base",
+    "num_params",
     "rope_cos_sin",
     "rope_inv_freq",
     "sample_deltas",
