@@ -13,6 +13,7 @@ TASKS = {
     "mmif_dpo": "launch.tasks.mmif_dpo",
     "mmif_sft": "launch.tasks.mmif_sft",
     "moe_lm": "launch.tasks.moe_lm",
+    "multispa_sft": "launch.tasks.multispa_sft",
     "mxmoe_quantize": "launch.tasks.mxmoe_quantize",
     "robosplat_generate": "launch.tasks.robosplat_generate",
     "robosplat_policy": "launch.tasks.robosplat_policy",

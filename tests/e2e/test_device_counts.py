@@ -33,6 +33,10 @@ TRAINING = {
                                          "sft.data.num_eval": 8, "sft.evaluation.batch_size": 8,
                                          "sft.evaluation.max_new_tokens": 16, "sft.checkpoint.save_every": 2,
                                          "pairs.num_prompts": 16}),
+    "multispa_sft": ("configs/multispa_sft.py", {"data.train_rooms": 1, "data.train_tracks": 1, "data.eval_rooms": 1,
+                                                 "data.eval_tracks": 1, "data.items_per_scene": 8,
+                                                 "data.num_workers": 0, "evaluation.batch_size": 8,
+                                                 "evaluation.max_new_tokens": 8}),
     # Both stages and the live evaluation, shortened.
     "arft_coding": ("configs/arft_coding.py", {"sft.num_steps": 2, "grpo.num_steps": 2, "data.num_train": 8,
                                                "data.num_eval": 4, "evaluation.max_rounds": 1}),
