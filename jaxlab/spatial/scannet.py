@@ -25,7 +25,7 @@ What the reader makes of it:
   output pixel is turned into a ray with the colour intrinsics and the depth pixel that ray hits (with
   the depth intrinsics) gives its value. With the depth camera a plain rescaling of the colour camera
   this is an ordinary nearest resize; for ScanNet, whose depth intrinsics are not an exact rescaling
-  of the colour ones (the aspect ratios differ), it keeps the two images registered. Like the official
+  of the colour ones (the aspect ratios differ), it keeps the two images registered. Like the paper's
   MultiSPA code, it takes colour and depth to share the optical centre and orientation.
 - Depth must be integer millimetres (ScanNet's unit): a floating-point or 8-bit image, or values whose
   median is under 100 (10 cm, closer than the sensor measures: metres written as integers) is an error.

@@ -123,7 +123,7 @@ def is_correct(item: SpatialQA, prediction: str) -> bool:
 _FAMILY_ORDER = ("depth", "correspondence", "camera", "object_movement", "object_size")
 
 
-def _subtask_order(name: str) -> tuple:
+def subtask_order(name: str) -> tuple:
   """Families in the paper's order, known subtasks in their listed order, others by name."""
   try:
     family = subtasks.family(name)
@@ -201,7 +201,7 @@ def score(items: Sequence[SpatialQA], predictions: Mapping[str, str], *, allow_m
     tally[2] += int(not parsed)
   per_subtask = {name: {"accuracy": 100.0 * tallies[name][1] / tallies[name][0], "count": tallies[name][0],
                         "unparsed": tallies[name][2]}
-                 for name in sorted(tallies, key=_subtask_order)}
+                 for name in sorted(tallies, key=subtask_order)}
   mean = sum(row["accuracy"] for row in per_subtask.values()) / len(per_subtask)
   return SpatialReport(per_subtask=per_subtask, mean_accuracy=mean, num_items=len(items), missing=tuple(missing))
 

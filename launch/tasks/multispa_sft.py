@@ -41,7 +41,7 @@ from jaxlab.spatial.dataset import write_dataset
 from jaxlab.spatial.plans import EngineConfig
 from jaxlab.spatial.qa import SpatialQA, read_items
 from jaxlab.spatial.respond import answer_questions
-from jaxlab.spatial.scoring import score
+from jaxlab.spatial.scoring import score, subtask_order
 from jaxlab.spatial.sft_source import SpatialSftSource
 from jaxlab.spatial.source import MultiSpaSource
 from jaxlab.spatial.vocab import SpatialVocab
@@ -293,7 +293,7 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
 def results_table(results: dict) -> str:
   """Per-subtask accuracy (%) of the trained and untrained model, the training prior and chance."""
   columns = ("trained", "untrained", "prior", "chance")
-  subtasks = sorted(results["trained"]["per_subtask"])
+  subtasks = sorted(results["trained"]["per_subtask"], key=subtask_order)
   lines = ["| subtask | items | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
   for s in subtasks:
     cells = []
