@@ -15,7 +15,7 @@ _LAZY_SUBMODULES = (
     "nn", "quant",
     "checkpoint", "data", "eval", "metrics", "train",
     "flow", "models", "moe", "splat", "vlm",  # families
-    "agent", "mmif", "mxmoe", "posttrain", "robosplat", "spatial",  # pipelines
+    "agent", "mmif", "mxmoe", "posttrain", "robosplat", "spatial", "camera",  # pipelines
 )
 
 

@@ -9,6 +9,7 @@ import importlib
 TASKS = {
     "arft": "launch.tasks.arft",
     "flow_train": "launch.tasks.flow_train",
+    "gendop_train": "launch.tasks.gendop_train",
     "lm_tiny": "launch.tasks.lm_tiny",
     "mmif_dpo": "launch.tasks.mmif_dpo",
     "mmif_sft": "launch.tasks.mmif_sft",

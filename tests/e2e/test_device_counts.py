@@ -37,6 +37,8 @@ TRAINING = {
                                                  "data.eval_tracks": 1, "data.items_per_scene": 8,
                                                  "data.num_workers": 0, "evaluation.batch_size": 8,
                                                  "evaluation.max_new_tokens": 8}),
+    "gendop_train": ("configs/gendop_train.py", {"data.num_train": 16, "data.num_test": 8, "evaluation.batch_size": 8,
+                                                 "clatr.steps": 2, "clatr.batch_size": 8}),
     # Both stages and the live evaluation, shortened.
     "arft_coding": ("configs/arft_coding.py", {"sft.num_steps": 2, "grpo.num_steps": 2, "data.num_train": 8,
                                                "data.num_eval": 4, "evaluation.max_rounds": 1}),
