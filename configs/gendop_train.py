@@ -51,8 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       learning_rate=1e-3, warmup_steps=50, final_lr_fraction=0.1, b1=0.9, b2=0.95, weight_decay=0.01,
       grad_clip_norm=1.0,
   ))
-  c.train = ml_collections.ConfigDict(dict(num_steps=800, log_every=100, eval_every=0, max_nonfinite_streak=5))
-  c.checkpoint = ml_collections.ConfigDict(dict(save_every=800, keep=1, async_save=True))
+  c.train = ml_collections.ConfigDict(dict(num_steps=400, log_every=50, eval_every=0, max_nonfinite_streak=5))
+  c.checkpoint = ml_collections.ConfigDict(dict(save_every=400, keep=1, async_save=True))
   c.evaluation = ml_collections.ConfigDict(dict(batch_size=64, top_k=10, greedy=False))
   c.clatr = ml_collections.ConfigDict(dict(steps=300, batch_size=64, learning_rate=1e-3, coverage_k=5))
 
