@@ -167,6 +167,23 @@ def complete_tokens(tokens_n300: np.ndarray) -> tuple[np.ndarray, int]:
   return out, short
 
 
+def repair_rotations(tokens_n300: np.ndarray) -> tuple[np.ndarray, int]:
+  """Poses whose quaternion tokens decode to (near) zero, which no rotation has, take the previous pose's
+  quaternion (identity for pose 0); returns the tokens and how many rows needed it."""
+  out, repaired = tokens_n300.copy(), 0
+  values = out.reshape(len(out), pose_tokenizer.NUM_POSES, pose_tokenizer.VALUES_PER_POSE)
+  half = pose_tokenizer.NUM_BINS // 2
+  identity = np.array([pose_tokenizer.NUM_BINS, half, half, half]) + pose_tokenizer.OFFSET
+  for row in values:
+    q = (row[:, :4] - pose_tokenizer.OFFSET) / half - 1.0
+    bad = np.linalg.norm(q, axis=1) < 1e-3
+    if bad.any():
+      repaired += 1
+      for p in np.flatnonzero(bad):
+        row[p, :4] = identity if p == 0 else row[p - 1, :4]
+  return out, repaired
+
+
 def decoded(tokens_n300: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(c2w [N, 30, 4, 4] with the scale applied, focal ratios [N, 30, 2])."""
   poses, focals = zip(*[pose_tokenizer.decode(t)[:2] for t in tokens_n300])
@@ -208,6 +225,7 @@ def evaluate(config: ConfigDict, model: GenDoP, params, shots: Shots, tok: token
   normalize = config.tokens.normalize
   test_source = ShotSource(shots.test, tok, caption=d.caption, normalize=normalize, with_rgbd=rgbd)
   generated, short = complete_tokens(generate_tokens(config, model, params, test_source))
+  generated, repaired = repair_rotations(generated)
   reference = np.stack([shot_tokens(s, normalize=True) for s in shots.test])
   train_tokens = np.stack([shot_tokens(s, normalize=True) for s in shots.train])
   rng = np.random.default_rng(config.seed)
@@ -241,7 +259,8 @@ def evaluate(config: ConfigDict, model: GenDoP, params, shots: Shots, tok: token
       np.savez(f, **candidates)
     plot_trajectories(workdir / "trajectories.png", generated[:4], reference[:4],
                       [caption_of(s, d.caption) for s in shots.test[:4]])
-  return {"rows": rows, "ended_early": short, "num_test": len(reference), "num_train": len(train_tokens),
+  return {"rows": rows, "ended_early": short, "rotations_repaired": repaired, "num_test": len(reference),
+          "num_train": len(train_tokens),
           "clatr_final_loss": float(np.mean(losses[-10:]))}
 
 
@@ -293,4 +312,6 @@ def results_table(results: dict) -> str:
   for name, r in results["rows"].items():
     lines.append(f"| {name} | {r['f1']:.3f} | {r['clatr_clip']:.2f} | {r['coverage']:.3f} | {r['fid']:.2f} |")
   return "\n".join(lines) + (f"\n\n{results['num_train']} training and {results['num_test']} test shots; "
-                             f"{results['ended_early']} generated rows ended early.\n")
+                             f"{results['ended_early']} generated rows ended early; "
+                             f"{results['rotations_repaired']} had a pose with zero quaternion tokens (given the "
+                             "previous pose's rotation).\n")

@@ -42,3 +42,22 @@ def test_rgbd_text_on_datadop_files(tmp_path):
   assert result.status == "completed"
   results = json.loads((tmp_path / "run" / "results.json").read_text())
   assert results["num_train"] == 8 and results["num_test"] == 4
+
+
+def test_zero_quaternion_poses_take_the_previous_rotation():
+  """Sampled tokens can put every quaternion value in the middle bin (q = 0, no rotation): such a pose takes
+  the previous pose's rotation (identity for pose 0), is counted, and the row then decodes."""
+  import numpy as np
+
+  from jaxlab.camera import tokenizer as pose_tokenizer
+
+  tokens = np.full((2, 300), pose_tokenizer.OFFSET + 128)
+  tokens[1, :4] = pose_tokenizer.OFFSET + np.array([256, 128, 128, 128])  # Row 1, pose 0: identity.
+  tokens[1, 10:14] = pose_tokenizer.OFFSET + np.array([200, 150, 128, 128])
+  with pytest.raises(pose_tokenizer.TrajectoryError):
+    pose_tokenizer.decode(tokens[0])
+  repaired, count = gendop_train.repair_rotations(tokens)
+  assert count == 2
+  np.testing.assert_array_equal(repaired[1, 20:24], tokens[1, 10:14])  # Pose 2 copies pose 1.
+  poses, _ = gendop_train.decoded(repaired)
+  np.testing.assert_allclose(poses[0, :, :3, :3], np.broadcast_to(np.eye(3), (30, 3, 3)), atol=1e-9)
