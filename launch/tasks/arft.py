@@ -41,6 +41,7 @@ from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_ru
 from jaxlab.train import LoopResult, TrainState, make_train_step
 from jaxlab.vlm.model import InternVLModel
 from launch.tasks import vlm_sft
+from launch.tasks.vlm_sft import tokens_per_tile
 from launch.tasks.common import optimizer_from_config, run_train_loop, stack_examples
 from launch.validate import require_batch_divisible
 
@@ -60,10 +61,6 @@ def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
     raise ValueError(f"config.evaluation.max_rounds must be in [1, 5] (the spec's loop), got "
                      f"{config.evaluation.max_rounds}")
 
-
-def tokens_per_tile(config: ConfigDict) -> int:
-  k = round(1 / config.model.downsample_ratio)
-  return (config.data.tile_size // config.model.patch_size // k) ** 2
 
 
 def stage_config(config: ConfigDict, stage: str) -> ConfigDict:

@@ -36,14 +36,15 @@ from jaxlab.mmif.engine import InstructItem, keep_response, read_instruct, satis
 from jaxlab.mmif.respond import VlmResponder
 from jaxlab.mmif.sft_source import InstructSftSource, image_path
 from jaxlab.mmif.synthetic import make_items, render
-from jaxlab.posttrain import ChatPairTokenizer, SingleTileLoader
+from jaxlab.posttrain import SingleTileLoader
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step
 from jaxlab.vlm.chat_template import render_chat
-from jaxlab.vlm.model import InternVLModel
 from jaxlab.vlm.piece_vocab import PieceVocab
 from jaxlab.vlm.sft_loss import sft_loss
 from launch.tasks import vlm_sft
+from launch.tasks.vlm_sft import piece_model as make_model
+from launch.tasks.vlm_sft import piece_tokenizer as make_tokenizer
 from launch.tasks.common import optimizer_from_config, run_train_loop, stack_examples
 from launch.validate import require_batch_divisible
 
@@ -64,10 +65,6 @@ def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
     raise ValueError(f"need 1 <= data.min_constraints <= data.max_constraints, got {d.min_constraints}, "
                      f"{d.max_constraints}")
 
-
-def tokens_per_tile(config: ConfigDict) -> int:
-  k = round(1 / config.model.downsample_ratio)
-  return (config.data.tile_size // config.model.patch_size // k) ** 2
 
 
 @dataclasses.dataclass
@@ -133,14 +130,6 @@ def load_vocab(data: MmifData, workdir: pathlib.Path) -> PieceVocab:
   return vocab
 
 
-def make_tokenizer(config: ConfigDict, vocab: PieceVocab) -> ChatPairTokenizer:
-  return ChatPairTokenizer(vocab.encode, eos_id=vocab.im_end_id, pad_id=vocab.pad_id,
-                           tokens_per_tile=tokens_per_tile(config))
-
-
-def make_model(config: ConfigDict, vocab: PieceVocab) -> InternVLModel:
-  seq_len = config.data.max_length + config.evaluation.max_new_tokens
-  return InternVLModel(vlm_sft.model_config_from(config, len(vocab), vocab.image_token_id, seq_len))
 
 
 def kept_items(items: Sequence[InstructItem]) -> list[InstructItem]:

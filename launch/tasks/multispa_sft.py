@@ -34,7 +34,7 @@ from ml_collections import ConfigDict
 from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
 from jaxlab.nn.lora import LoraConfig, apply_with_lora, init_lora, lora_optimizer, merge_lora, num_params
-from jaxlab.posttrain import ChatPairTokenizer, SingleTileLoader
+from jaxlab.posttrain import SingleTileLoader
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.spatial.baselines import chance_accuracy, prior_predictions
 from jaxlab.spatial.dataset import write_dataset
@@ -49,7 +49,8 @@ from jaxlab.train import LoopResult, TrainState, make_train_step
 from jaxlab.vlm.chat_template import render_chat
 from jaxlab.vlm.model import InternVLModel
 from jaxlab.vlm.sft_loss import sft_loss
-from launch.tasks import vlm_sft
+from launch.tasks.vlm_sft import piece_model as make_model
+from launch.tasks.vlm_sft import piece_tokenizer as make_tokenizer
 from launch.tasks.common import optimizer_from_config, run_train_loop, stack_examples
 from launch.validate import require_batch_divisible
 
@@ -69,10 +70,6 @@ def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
   if config.lora.rank < 0:
     raise ValueError(f"config.lora.rank must be >= 0 (0: full fine-tuning), got {config.lora.rank}")
 
-
-def tokens_per_tile(config: ConfigDict) -> int:
-  k = round(1 / config.model.downsample_ratio)
-  return (config.data.tile_size // config.model.patch_size // k) ** 2
 
 
 def scene_specs(d: ConfigDict, seed: int, rooms: int, tracks: int) -> list[tuple]:
@@ -143,14 +140,6 @@ def load_vocab(data: SpatialData, workdir: pathlib.Path) -> SpatialVocab:
   return vocab
 
 
-def make_tokenizer(config: ConfigDict, vocab: SpatialVocab) -> ChatPairTokenizer:
-  return ChatPairTokenizer(vocab.encode, eos_id=vocab.im_end_id, pad_id=vocab.pad_id,
-                           tokens_per_tile=tokens_per_tile(config))
-
-
-def make_model(config: ConfigDict, vocab: SpatialVocab) -> InternVLModel:
-  seq_len = config.data.max_length + config.evaluation.max_new_tokens
-  return InternVLModel(vlm_sft.model_config_from(config, len(vocab), vocab.image_token_id, seq_len))
 
 
 def lora_config(config: ConfigDict) -> LoraConfig | None:

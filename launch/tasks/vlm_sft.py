@@ -20,6 +20,7 @@ from jaxlab.data import build_batches, make_global_batch
 from jaxlab.vlm.counting_task import CountingSource
 from jaxlab.vlm.shapes_task import ShapesSource
 from jaxlab.models.qwen2 import Qwen2Config
+from jaxlab.posttrain import ChatPairTokenizer
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step
 from jaxlab.vlm import generate as vlm_generate
@@ -48,6 +49,24 @@ def model_config_from(config: ConfigDict, vocab_size: int, image_token_id: int, 
   projector = ProjectorConfig(m.vision_hidden, m.lm_hidden, downsample_ratio=m.downsample_ratio)
   return InternVLConfig(vision=vision, projector=projector, text=text, image_token_id=image_token_id,
                         image_seq_length=1)
+
+
+def tokens_per_tile(config: ConfigDict) -> int:
+  """Image tokens one `config.data.tile_size` tile becomes (patch grid after the pixel shuffle)."""
+  k = round(1 / config.model.downsample_ratio)
+  return (config.data.tile_size // config.model.patch_size // k) ** 2
+
+
+def piece_tokenizer(config: ConfigDict, vocab) -> ChatPairTokenizer:
+  """ChatML prompts and responses encoded by a `jaxlab.vlm.piece_vocab.PieceVocab` (or a subclass)."""
+  return ChatPairTokenizer(vocab.encode, eos_id=vocab.im_end_id, pad_id=vocab.pad_id,
+                           tokens_per_tile=tokens_per_tile(config))
+
+
+def piece_model(config: ConfigDict, vocab) -> InternVLModel:
+  """The config's VLM over a piece vocabulary, with room for `data.max_length` + `evaluation.max_new_tokens`."""
+  seq_len = config.data.max_length + config.evaluation.max_new_tokens
+  return InternVLModel(model_config_from(config, len(vocab), vocab.image_token_id, seq_len))
 
 
 def with_frozen_vision(optimizer: optax.GradientTransformation, freeze: bool) -> optax.GradientTransformation:
