@@ -35,6 +35,19 @@ _PAD, _SOT, _EOT = 0, 2, 3
 _BSE = (axes.BATCH, axes.SEQ, axes.EMBED)
 
 
+def _caption_list(texts, caller: str) -> list[str]:
+  """`texts` as a non-empty list of strings, or a ValueError naming `caller` and the problem."""
+  if isinstance(texts, str):
+    raise ValueError(f"{caller} needs a sequence of captions, got a single string")
+  texts = list(texts)
+  if not texts:
+    raise ValueError(f"{caller} needs at least one caption, got none")
+  bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+  if bad:
+    raise ValueError(f"captions must be strings; caption {bad[0]} is {type(texts[bad[0]]).__name__}")
+  return texts
+
+
 def train_caption_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> tokenizers.Tokenizer:
   """A BPE tokenizer trained on `texts`, with [PAD] = 0, [UNK] = 1, [SOT] = 2, [EOT] = 3.
 
@@ -45,14 +58,7 @@ def train_caption_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> tok
   Raises:
     ValueError: no texts, a text that is not a string, or vocab_size below the special tokens + 1.
   """
-  if isinstance(texts, str):
-    raise ValueError("train_caption_tokenizer needs a sequence of captions, got a single string")
-  texts = list(texts)
-  if not texts:
-    raise ValueError("train_caption_tokenizer needs at least one caption, got none")
-  bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-  if bad:
-    raise ValueError(f"captions must be strings; caption {bad[0]} is {type(texts[bad[0]]).__name__}")
+  texts = _caption_list(texts, "train_caption_tokenizer")
   if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= len(_SPECIALS):
     raise ValueError(f"vocab_size must be an int > {len(_SPECIALS)}, got {vocab_size!r}")
   tokenizer = tokenizers.Tokenizer(models.BPE(unk_token="[UNK]"))
@@ -87,14 +93,7 @@ def encode_captions(tokenizer: tokenizers.Tokenizer, texts: Sequence[str], lengt
     ValueError: a caption too long (naming its index, its token count and its start), no
       captions, a non-string caption, a bad length, or a tokenizer with other special ids.
   """
-  if isinstance(texts, str):
-    raise ValueError("encode_captions needs a sequence of captions, got a single string")
-  texts = list(texts)
-  if not texts:
-    raise ValueError("encode_captions needs at least one caption, got none")
-  bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-  if bad:
-    raise ValueError(f"captions must be strings; caption {bad[0]} is {type(texts[bad[0]]).__name__}")
+  texts = _caption_list(texts, "encode_captions")
   if isinstance(length, bool) or not isinstance(length, int) or length < 2:
     raise ValueError(f"length must be an int >= 2 (room for [SOT] and [EOT]), got {length!r}")
   _check_special_ids(tokenizer)
