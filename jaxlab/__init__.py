@@ -14,7 +14,7 @@ _LAZY_SUBMODULES = (
     "ops",
     "nn", "quant",
     "checkpoint", "data", "eval", "metrics", "train",
-    "flow", "models", "moe", "splat", "vlm",  # families
+    "flow", "models", "moe", "splat", "video", "vlm",  # families
     "agent", "mmif", "mxmoe", "posttrain", "robosplat", "spatial", "camera",  # pipelines
 )
 

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ops", ("jaxlab.ops",)),
     ("layers and quantizers", ("jaxlab.nn", "jaxlab.quant")),
     ("training and data", ("jaxlab.data", "jaxlab.train", "jaxlab.eval", "jaxlab.checkpoint", "jaxlab.metrics")),
-    ("families", ("jaxlab.models", "jaxlab.moe", "jaxlab.flow", "jaxlab.splat", "jaxlab.vlm")),
+    ("families", ("jaxlab.models", "jaxlab.moe", "jaxlab.flow", "jaxlab.splat", "jaxlab.vlm", "jaxlab.video")),
     ("pipelines", ("jaxlab.agent", "jaxlab.mmif", "jaxlab.mxmoe", "jaxlab.posttrain", "jaxlab.robosplat",
                    "jaxlab.spatial", "jaxlab.camera")),
     ("entry points", ("launch", "configs", "benchmarks")),

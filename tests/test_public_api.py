@@ -29,6 +29,8 @@ def test_every_package_is_a_lazy_name_of_jaxlab():
     ("jaxlab.mmif", ("verify", "score_items", "OpenAIChatJudge", "VlmJudge", "integrate_constraints", "make_pairs",
                      "read_mmifeval", "SUB_TYPES")),
     ("jaxlab.ops", ("attention", "rms_norm", "grouped_matmul", "flow_guidance", "gaussian_raster")),
+    ("jaxlab.video", ("VideoDenoiser", "VideoDenoiserConfig", "structural_flow_loss", "generate_clip", "read_clip",
+                      "sample_video")),
 ])
 def test_packages_export_what_users_need(package, names):
   module = importlib.import_module(package)
