@@ -20,6 +20,7 @@ TASKS = {
     "robosplat_policy": "launch.tasks.robosplat_policy",
     "splat_fit": "launch.tasks.splat_fit",
     "v3dg_build": "launch.tasks.v3dg_build",
+    "video_train": "launch.tasks.video_train",
     "vlm_mpo": "launch.tasks.vlm_mpo",
     "vlm_prm": "launch.tasks.vlm_prm",
     "vlm_sft": "launch.tasks.vlm_sft",

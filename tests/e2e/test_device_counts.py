@@ -39,6 +39,8 @@ TRAINING = {
                                                  "evaluation.max_new_tokens": 8}),
     "gendop_train": ("configs/gendop_train.py", {"data.num_train": 16, "data.num_test": 8, "evaluation.batch_size": 8,
                                                  "clatr.steps": 2, "clatr.batch_size": 8}),
+    "video_train": ("configs/video_train.py", {"data.num_train": 8, "data.num_test": 8, "evaluation.num_steps": 2,
+                                               "evaluation.gif_clips": 1}),
     # Both stages and the live evaluation, shortened.
     "arft_coding": ("configs/arft_coding.py", {"sft.num_steps": 2, "grpo.num_steps": 2, "data.num_train": 8,
                                                "data.num_eval": 4, "evaluation.max_rounds": 1}),
