@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxlab import _compat
 from jaxlab.nn import Dense, GeluMLP, dot_product_attention, layer_norm
+from jaxlab.nn.adaln import Modulation, modulate
 from jaxlab.nn.rope2d import apply_rope_2d, grid_positions, ntk_scaled_base
 from jaxlab.ops.registry import check_implementation
 from jaxlab.sharding import axes
@@ -135,29 +136,6 @@ def softmax_scale(head_dim: int, num_tokens: int, train_tokens: int, proportiona
   return scale * math.sqrt(math.log(num_tokens) / math.log(train_tokens))
 
 
-def _modulate(x_btd: jax.Array, shift_bd: jax.Array, scale_bd: jax.Array) -> jax.Array:
-  return x_btd * (1 + scale_bd[:, None, :]) + shift_bd[:, None, :]
-
-
-class _Modulation(nn.Module):
-  """silu(c) -> `count` vectors of size width (shift/scale/gate), zero-initialised."""
-
-  count: int
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, c_bd: jax.Array) -> tuple[jax.Array, ...]:
-    d = c_bd.shape[-1]
-    zeros = nn.initializers.zeros
-    kernel_dnd = self.param("kernel", param_with_axes(zeros, (axes.EMBED, None, None)), (d, self.count, d),
-                            self.param_dtype)
-    bias_nd = self.param("bias", param_with_axes(zeros, (None, None)), (self.count, d), self.param_dtype)
-    mod_bnd = jnp.einsum("bd,dne->bne", nn.silu(c_bd).astype(self.dtype), kernel_dnd.astype(self.dtype))
-    mod_bnd = mod_bnd + bias_nd.astype(self.dtype)
-    return tuple(mod_bnd[:, i] for i in range(self.count))
-
-
 class _SelfAttention2D(nn.Module):
   """Non-causal multi-head self-attention with 2-D RoPE on queries and keys, through `jaxlab.ops.attention`."""
 
@@ -204,15 +182,15 @@ class DiTBlock(nn.Module):
                rope_base: float, scale: float) -> jax.Array:
     cfg = self.config
     dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
-    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = _Modulation(
+    shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = Modulation(
         6, dtype=dtype, param_dtype=param_dtype, name="modulation")(c_bd)
     attn = _SelfAttention2D(cfg.num_heads, cfg.head_dim, dtype=dtype, param_dtype=param_dtype,
                             implementation=cfg.attention_implementation, name="attention")
-    h_btd = attn(_modulate(layer_norm(x_btd, eps=_LN_EPS), shift_a, scale_a), rows_t, cols_t, rope_base=rope_base,
+    h_btd = attn(modulate(layer_norm(x_btd, eps=_LN_EPS), shift_a, scale_a), rows_t, cols_t, rope_base=rope_base,
                  scale=scale)
     x_btd = x_btd + gate_a[:, None, :] * h_btd
     mlp = GeluMLP(cfg.mlp_dim, approximate=True, dtype=dtype, param_dtype=param_dtype, name="mlp")
-    x_btd = x_btd + gate_m[:, None, :] * mlp(_modulate(layer_norm(x_btd, eps=_LN_EPS), shift_m, scale_m))
+    x_btd = x_btd + gate_m[:, None, :] * mlp(modulate(layer_norm(x_btd, eps=_LN_EPS), shift_m, scale_m))
     return constrain(x_btd, (axes.BATCH, axes.SEQ, axes.EMBED))
 
 
@@ -260,8 +238,8 @@ class DiT(nn.Module):
     for i in range(cfg.depth):
       x_btd = DiTBlock(cfg, name=f"block_{i}")(x_btd, c_bd, rows_t, cols_t, rope_base=rope_base, scale=scale)
 
-    shift, scale_f = _Modulation(2, dtype=dtype, param_dtype=param_dtype, name="final_modulation")(c_bd)
-    x_btd = _modulate(layer_norm(x_btd, eps=_LN_EPS), shift, scale_f)
+    shift, scale_f = Modulation(2, dtype=dtype, param_dtype=param_dtype, name="final_modulation")(c_bd)
+    x_btd = modulate(layer_norm(x_btd, eps=_LN_EPS), shift, scale_f)
     out_btf = Dense(cfg.patch_features, (axes.EMBED, None), kernel_init=nn.initializers.zeros, dtype=dtype,
                     param_dtype=param_dtype, name="final_proj")(x_btd)
 

@@ -1,6 +1,6 @@
 """Shared Flax Linen layers whose parameters carry logical axis names, and the position math they use.
 
-One file per job: `dense` (Dense), `norm` (RMSNorm through `jaxlab.ops.rms_norm`, LayerNorm),
+One file per job: `adaln` (adaLN-Zero `Modulation`, `modulate`), `dense` (Dense), `norm` (RMSNorm through `jaxlab.ops.rms_norm`, LayerNorm),
 `embed`, `mlp` (SwiGLU, SwiGLUMLP, GeluMLP), `rope` (1-D RoPE, transformers' form and a float32
 form), `rope2d` (2-D RoPE on image grids, NTK scaling), `v2pe` (V2PE position ids), `attention`
 (`dot_product_attention`, the toy `CausalSelfAttention`, `GroupedQueryAttention`), `lora` (LoRA
@@ -8,6 +8,7 @@ adapters over any parameter tree: `LoraConfig`, `init_lora`, `merge_lora`, `appl
 `lora_optimizer`).
 """
 
+from jaxlab.nn.adaln import Modulation, modulate
 from jaxlab.nn.attention import CausalSelfAttention, GroupedQueryAttention, dot_product_attention
 from jaxlab.nn.dense import Dense
 from jaxlab.nn.embed import Embed
@@ -29,6 +30,7 @@ from jaxlab.nn.v2pe import V2PE_DELTAS, sample_deltas, v2pe_position_ids, v2pe_p
 
 __all__ = [
     "CausalSelfAttention",
+    "Modulation",
     "Dense",
     "Embed",
     "GeluMLP",
@@ -48,6 +50,7 @@ __all__ = [
     "grid_positions",
     "init_lora",
     "layer_norm",
+    "modulate",
     "lora_optimizer",
     "lora_targets",
     "merge_lora",

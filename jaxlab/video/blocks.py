@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlab.nn import GeluMLP, dot_product_attention, layer_norm
+from jaxlab.nn.adaln import Modulation, modulate
 from jaxlab.nn.attention import KV_AXES
 from jaxlab.nn.rope import apply_rope
 from jaxlab.nn.rope2d import apply_rope_2d
@@ -42,34 +43,6 @@ VIDEO_AXES = (axes.BATCH, axes.SEQ, None, axes.EMBED)
 # Reference (single image) tokens [B, T, D]: not split along T (every frame's keys read all of them).
 IMAGE_AXES = (axes.BATCH, None, axes.EMBED)
 _Q_AXES = (axes.BATCH, axes.SEQ, axes.HEADS, axes.HEAD_DIM)
-
-
-def modulate(x: jax.Array, shift_bd: jax.Array, scale_bd: jax.Array) -> jax.Array:
-  """x * (1 + scale) + shift, with [B, D] shift/scale broadcast over every axis between B and D."""
-  expand = (slice(None),) + (None,) * (x.ndim - 2) + (slice(None),)
-  return x * (1 + scale_bd[expand]) + shift_bd[expand]
-
-
-class Modulation(nn.Module):
-  """silu(c) -> `count` vectors of size D (shifts, scales, gates), zero-initialised.
-
-  Params: kernel [D, count, D] (EMBED, -, -), bias [count, D].
-  """
-
-  count: int
-  dtype: jnp.dtype = jnp.float32
-  param_dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, c_bd: jax.Array) -> tuple[jax.Array, ...]:
-    d = c_bd.shape[-1]
-    zeros = nn.initializers.zeros
-    kernel_dnd = self.param("kernel", param_with_axes(zeros, (axes.EMBED, None, None)), (d, self.count, d),
-                            self.param_dtype)
-    bias_nd = self.param("bias", param_with_axes(zeros, (None, None)), (self.count, d), self.param_dtype)
-    mod_bnd = jnp.einsum("bd,dne->bne", nn.silu(c_bd).astype(self.dtype), kernel_dnd.astype(self.dtype))
-    mod_bnd = mod_bnd + bias_nd.astype(self.dtype)
-    return tuple(mod_bnd[:, i] for i in range(self.count))
 
 
 def _attention_weights(module: nn.Module, d: int, h: int, k: int):

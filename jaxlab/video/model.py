@@ -64,10 +64,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.nn import Dense, grid_positions, layer_norm
+from jaxlab.nn.adaln import Modulation, modulate
 from jaxlab.ops.registry import check_implementation
 from jaxlab.sharding import axes
 from jaxlab.sharding.annotate import constrain, param_with_axes
-from jaxlab.video.blocks import IMAGE_AXES, LN_EPS, VIDEO_AXES, Modulation, ReferenceBlock, VideoBlock, modulate
+from jaxlab.video.blocks import IMAGE_AXES, LN_EPS, VIDEO_AXES, ReferenceBlock, VideoBlock
 from jaxlab.video.identity import IdentityEmbedding
 from jaxlab.video.modalities import MODALITY_CHANNELS, channels_of, check_modalities, split_modalities
 
