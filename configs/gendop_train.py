@@ -53,7 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
   c.train = ml_collections.ConfigDict(dict(num_steps=400, log_every=50, eval_every=0, max_nonfinite_streak=5))
   c.checkpoint = ml_collections.ConfigDict(dict(save_every=400, keep=1, async_save=True))
-  c.evaluation = ml_collections.ConfigDict(dict(batch_size=64, top_k=10, greedy=False))
+  # num_train_shots: F1 also on that many training shots (seen caption templates); 0 skips it.
+  c.evaluation = ml_collections.ConfigDict(dict(batch_size=64, top_k=10, greedy=False, num_train_shots=128))
   c.clatr = ml_collections.ConfigDict(dict(steps=300, batch_size=64, learning_rate=1e-3, coverage_k=5))
 
   if variant == "text_directorial":
@@ -67,6 +68,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    text_heads=2)
     c.train.update(num_steps=3, log_every=1)
     c.checkpoint.update(save_every=3)
-    c.evaluation.update(batch_size=8)
+    c.evaluation.update(batch_size=8, num_train_shots=8)
     c.clatr.update(steps=3, batch_size=8)
   return c

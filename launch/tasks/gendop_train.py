@@ -259,9 +259,28 @@ def evaluate(config: ConfigDict, model: GenDoP, params, shots: Shots, tok: token
       np.savez(f, **candidates)
     plot_trajectories(workdir / "trajectories.png", generated[:4], reference[:4],
                       [caption_of(s, d.caption) for s in shots.test[:4]])
-  return {"rows": rows, "ended_early": short, "rotations_repaired": repaired, "num_test": len(reference),
+  seen_f1 = seen_caption_f1(config, model, params, shots, tok)
+  if seen_f1 is not None:
+    log.info("F1 on %d training shots (seen caption templates): %.3f", config.evaluation.num_train_shots, seen_f1)
+  return {"rows": rows, "train_shots_f1": seen_f1, "ended_early": short, "rotations_repaired": repaired,
+          "num_test": len(reference),
           "num_train": len(train_tokens),
           "clatr_final_loss": float(np.mean(losses[-10:]))}
+
+
+def seen_caption_f1(config: ConfigDict, model: GenDoP, params, shots: Shots, tok: tokenizers.Tokenizer) -> float | None:
+  """Motion F1 on the first `evaluation.num_train_shots` training shots (captions from the training
+  templates), generated as the test shots are: what the model learned, apart from how it generalizes."""
+  count = min(config.evaluation.num_train_shots, len(shots.train))
+  if count <= 0:
+    return None
+  d = config.data
+  seen = shots.train[:count]
+  source = ShotSource(seen, tok, caption=d.caption, normalize=config.tokens.normalize,
+                      with_rgbd=config.model.conditioning == "rgbd_text")
+  generated, _ = complete_tokens(generate_tokens(config, model, params, source))
+  generated, _ = repair_rotations(generated)
+  return motion_f1(generated, np.stack([shot_tokens(s, normalize=True) for s in seen]))
 
 
 def plot_trajectories(path: pathlib.Path, generated: np.ndarray, reference: np.ndarray, captions: list[str]) -> None:
@@ -311,6 +330,9 @@ def results_table(results: dict) -> str:
   lines = ["| trajectories | F1 | CLaTr-CLIP | coverage | FID |", "|---|---:|---:|---:|---:|"]
   for name, r in results["rows"].items():
     lines.append(f"| {name} | {r['f1']:.3f} | {r['clatr_clip']:.2f} | {r['coverage']:.3f} | {r['fid']:.2f} |")
+  seen = results.get("train_shots_f1")
+  if seen is not None:
+    lines.append(f"| model, on training shots (seen templates) | {seen:.3f} | - | - | - |")
   return "\n".join(lines) + (f"\n\n{results['num_train']} training and {results['num_test']} test shots; "
                              f"{results['ended_early']} generated rows ended early; "
                              f"{results['rotations_repaired']} had a pose with zero quaternion tokens (given the "

@@ -23,7 +23,7 @@ def test_smoke_trains_generates_and_scores(tmp_path):
   # The reference against itself: every motion tag matches, FID 0, full coverage.
   assert rows["reference"]["f1"] == pytest.approx(1.0)
   assert rows["reference"]["fid"] == pytest.approx(0.0, abs=1e-6) and rows["reference"]["coverage"] == 1.0
-  assert 0.0 <= rows["model"]["f1"] <= 1.0
+  assert 0.0 <= rows["model"]["f1"] <= 1.0 and 0.0 <= results["train_shots_f1"] <= 1.0
   assert (tmp_path / "trajectories.png").stat().st_size > 1000
   assert "| retrieval |" in (tmp_path / "results.md").read_text()
 
