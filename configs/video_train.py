@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       train_root="", test_root="",
   ))
   c.model = ml_collections.ConfigDict(dict(
-      modalities=ALL_MODALITIES, identity=True, identity_channels=16, patch_size=4, width=96, depth=4, num_heads=4,
+      modalities=ALL_MODALITIES, identity=True, identity_channels=16, patch_size=4, width=64, depth=4, num_heads=4,
       mlp_ratio=4.0, use_pose=True, use_camera=True, use_reference=True,
   ))
   c.flow = ml_collections.ConfigDict(dict(sigma_kind="logit_normal"))
@@ -54,8 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       learning_rate=5e-4, warmup_steps=50, final_lr_fraction=0.1, b1=0.9, b2=0.99, weight_decay=0.01,
       grad_clip_norm=1.0,
   ))
-  c.train = ml_collections.ConfigDict(dict(num_steps=800, log_every=50, eval_every=0, max_nonfinite_streak=5))
-  c.checkpoint = ml_collections.ConfigDict(dict(save_every=400, keep=1, async_save=True))
+  c.train = ml_collections.ConfigDict(dict(num_steps=600, log_every=50, eval_every=0, max_nonfinite_streak=5))
+  c.checkpoint = ml_collections.ConfigDict(dict(save_every=300, keep=1, async_save=True))
   c.evaluation = ml_collections.ConfigDict(dict(batch_size=8, num_steps=16, seed=1234, gif_clips=4))
 
   if variant == "baseline":
