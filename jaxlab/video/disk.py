@@ -1,7 +1,8 @@
 """The on-disk layout of a clip (real videos with their annotations, or generated ones), read and written.
 
     clip_dir/
-      meta.json        {"num_identities": N, "fps": 8, "keypoint_layout": "openpose18"}
+      meta.json        {"num_identities": N, "fps": 8, "keypoint_layout": "openpose18",
+                       "written_by": "jaxlab.video.disk.write_clip"}  (written_by: only write_clip sets it)
       reference.png    RGB uint8 (optional: frame 0 when missing)
       rgb/00000.png ...               RGB uint8, one per frame (also read: gray, RGBA without its alpha, uint16)
       mask/00000.png ...              uint8 or uint16 identity labels, 0 = background, at most N
@@ -44,6 +45,8 @@ FRAME_DIRS = ("rgb", "mask", "depth", "normal")
 KEYPOINT_LAYOUT = "openpose18"
 CONVENTIONS = ("opencv", "opengl")
 MIN_NORMAL_LENGTH = 0.5
+# meta.json of folders that `write_clip` wrote carries this; only such folders may be overwritten.
+WRITER = "jaxlab.video.disk.write_clip"
 _FRAME_NAME = re.compile(r"^(\d{5})\.(png|npy)$")
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 _MAX_DEPTH_MM = 65535
@@ -57,7 +60,8 @@ def _frame_name(index: int, suffix: str = "png") -> str:
 
 
 def _write_layout(clip: VideoClip, folder: Path, fps: float) -> None:
-  write_json(folder / META, {"num_identities": clip.num_identities, "fps": fps, "keypoint_layout": KEYPOINT_LAYOUT})
+  write_json(folder / META, {"num_identities": clip.num_identities, "fps": fps, "keypoint_layout": KEYPOINT_LAYOUT,
+                             "written_by": WRITER})
   to_uint8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
   iio.imwrite(folder / REFERENCE, to_uint8(clip.reference_hwc))
   mask_dtype = np.uint8 if clip.num_identities <= 255 else np.uint16
@@ -86,6 +90,13 @@ def _check_replaceable(clip_dir: Path) -> None:
   """Raises FileExistsError unless the folder holds only what `write_clip` writes."""
   if not clip_dir.is_dir():
     raise FileExistsError(f"{clip_dir} exists and is not a directory; not replacing it")
+  try:
+    writer = read_json_object(clip_dir / META).get("written_by")
+  except (OSError, JSONFileError):
+    writer = None
+  if writer != WRITER:
+    raise FileExistsError(f"{clip_dir} was not written by write_clip (its meta.json does not say so); "
+                          "not replacing it")
   for entry in clip_dir.iterdir():
     ours = entry.name in (META, REFERENCE, POSES, CAMERAS) and entry.is_file()
     if entry.name in FRAME_DIRS and entry.is_dir():
@@ -101,8 +112,9 @@ def write_clip(clip: VideoClip, clip_dir: str | os.PathLike, *, overwrite: bool 
   """Writes `clip` in the layout of the module docstring to `clip_dir`; returns its path.
 
   The folder is written as a hidden sibling `.<name>.<random>.tmp` and renamed into place at the end.
-  `overwrite=True` replaces an existing clip folder, but only one that holds nothing but this layout's
-  files (anything else raises FileExistsError before any work). `fps` goes to meta.json.
+  `overwrite=True` replaces an existing clip folder, but only one that `write_clip` wrote (its meta.json
+  says so) and that holds nothing but this layout's files (anything else raises FileExistsError before
+  any work), so a user's own annotated clip is never deleted. `fps` goes to meta.json.
 
   Raises:
     FileExistsError: clip_dir exists and overwrite is False, or it holds files of its own.

@@ -35,7 +35,8 @@ def test_write_then_read_gives_the_clip_back(clip, tmp_path):
   np.testing.assert_array_equal(back.intrinsics_f33, clip.intrinsics_f33)
   np.testing.assert_array_equal(back.cam_to_world_f44, clip.cam_to_world_f44)
   assert json.loads((folder / "meta.json").read_text()) == {"num_identities": 5, "fps": 8.0,
-                                                            "keypoint_layout": "openpose18"}
+                                                            "keypoint_layout": "openpose18",
+                                                            "written_by": "jaxlab.video.disk.write_clip"}
   assert iio.imread(folder / "depth" / "00000.png").dtype == np.uint16
 
 
@@ -62,6 +63,16 @@ def test_overwrite_only_when_asked_and_only_own_files(clip, tmp_path):
   with pytest.raises(FileExistsError, match="thumb.jpg"):
     write_clip(clip, folder, overwrite=True)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_overwrite_refuses_a_clip_folder_it_did_not_write(clip, tmp_path):
+  folder = write_clip(clip, tmp_path / "c")
+  meta = json.loads((folder / "meta.json").read_text())
+  del meta["written_by"]  # As a user's own annotated clip in this layout would be.
+  (folder / "meta.json").write_text(json.dumps(meta))
+  with pytest.raises(FileExistsError, match="not written by write_clip"):
+    write_clip(clip, folder, overwrite=True)
+  assert (folder / "rgb" / "00000.png").exists() and read_clip(folder).num_frames == clip.num_frames
 
 
 def _write_json(path, value):
