@@ -15,7 +15,7 @@ _LAZY_SUBMODULES = (
     "nn", "quant",
     "checkpoint", "data", "eval", "metrics", "train",
     "flow", "models", "moe", "splat", "video", "vlm",  # families
-    "agent", "mmif", "mxmoe", "posttrain", "robosplat", "spatial", "camera",  # pipelines
+    "agent", "mmif", "mxmoe", "posttrain", "robosplat", "spatial", "camera", "view",  # pipelines
 )
 
 

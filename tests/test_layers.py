@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training and data", ("jaxlab.data", "jaxlab.train", "jaxlab.eval", "jaxlab.checkpoint", "jaxlab.metrics")),
     ("families", ("jaxlab.models", "jaxlab.moe", "jaxlab.flow", "jaxlab.splat", "jaxlab.vlm", "jaxlab.video")),
     ("pipelines", ("jaxlab.agent", "jaxlab.mmif", "jaxlab.mxmoe", "jaxlab.posttrain", "jaxlab.robosplat",
-                   "jaxlab.spatial", "jaxlab.camera")),
+                   "jaxlab.spatial", "jaxlab.camera", "jaxlab.view")),
     ("entry points", ("launch", "configs", "benchmarks")),
 )
 SCANNED_ROOTS = ("jaxlab", "kernels_pallas", "launch", "configs", "benchmarks")

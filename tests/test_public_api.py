@@ -31,6 +31,7 @@ def test_every_package_is_a_lazy_name_of_jaxlab():
     ("jaxlab.ops", ("attention", "rms_norm", "grouped_matmul", "flow_guidance", "gaussian_raster")),
     ("jaxlab.video", ("VideoDenoiser", "VideoDenoiserConfig", "structural_flow_loss", "generate_clip", "read_clip",
                       "sample_video")),
+    ("jaxlab.view", ("open_source", "Viewer", "ViewRequest", "GaussianFrames", "SourceError")),
 ])
 def test_packages_export_what_users_need(package, names):
   module = importlib.import_module(package)
