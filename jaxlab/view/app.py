@@ -108,18 +108,22 @@ class Viewer:
     if kind == "demos":
       self._build_demo_controls()
     self._preset = None
-    self._add_preset_control()
+    self._sync_preset_control()
     gui.add_slider("Resolution", min=64, max=2048, step=32, initial_value=self.resolution.max_side).on_update(
         lambda event: self._set_max_side(int(event.target.value)))
     self._screenshot_side = gui.add_slider("Screenshot size", min=64, max=4096, step=32, initial_value=self.screenshot_side)
     gui.add_button("Screenshot").on_click(lambda event: self.screenshot(event.client))
 
-  def _add_preset_control(self) -> None:
-    """The camera dropdown, once the source has presets (a run folder without a readable
-    config gets them from its first checkpoint)."""
-    if self._preset is not None or not self.source.presets:
+  def _sync_preset_control(self) -> None:
+    """The camera dropdown, once the source has presets, kept in step with them (a run folder
+    gets its dataset's cameras when its config appears, or an orbit from its first checkpoint)."""
+    if not self.source.presets:
       return
     names = [p.name for p in self.source.presets]
+    if self._preset is not None:
+      if tuple(self._preset.options) != tuple(names):
+        self._preset.options = names
+      return
     self._preset = self.server.gui.add_dropdown("Camera", names, initial_value=names[0])
     self._preset.on_update(lambda event: self.apply_preset(event.client, self._preset_named(self._preset.value)))
     for session in self.sessions():  # tabs that connected before there was anything to frame
@@ -301,9 +305,9 @@ class Viewer:
       except Exception:  # a source that breaks must not take the server down
         log.exception("Reading %s failed; trying again.", self.source.path)
         snapshot = None
+      self._sync_preset_control()
       if snapshot is not None:
         self._set_gaussians(snapshot.gaussians)
-        self._add_preset_control()
       status = self.source.status()
       if status != last_status:
         print(f"jaxlab viewer: {status}", flush=True)

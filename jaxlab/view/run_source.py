@@ -220,6 +220,8 @@ class RunSource:
 
   def poll(self) -> Snapshot | None:
     """The newest readable state if it is newer than the one last returned, else None; never raises for bad files."""
+    if self._presets_note == f"no {CONFIG_FILE}" and (self.path / CONFIG_FILE).is_file():
+      self._presets_note = self._read_config()  # the viewer started before the run wrote its config
     newest = self._last.step if self._last is not None else -1
     candidates = self._candidates()
     listed = {(kind, step) for step, kind, _ in candidates}

@@ -169,6 +169,15 @@ def test_presets_and_background_come_from_the_run_dataset(tmp_path, monkeypatch)
   assert "camera presets" not in source.status()
 
 
+def test_a_config_written_after_the_viewer_started_is_read(tmp_path):
+  # The viewer is often started first; the run writes config.json when it starts.
+  source = RunSource(tmp_path)
+  assert "no config.json" in source.status()
+  _write_config(tmp_path, path=str(tmp_path / "no_such_dataset"), background=(0.0, 0.5, 1.0))
+  assert source.poll() is None
+  assert source.background == (0.0, 0.5, 1.0) and "no config.json" not in source.status()
+
+
 def test_unloadable_dataset_does_not_fail(tmp_path, fit_state):
   _write_config(tmp_path, path=str(tmp_path / "no_such_dataset"), background=(0.0, 0.5, 1.0))
   _save(tmp_path, [(10, fit_state)])
