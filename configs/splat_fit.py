@@ -62,7 +62,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
   c.train = ml_collections.ConfigDict(dict(num_steps=300, log_every=50, eval_every=100, max_nonfinite_streak=20))
   c.checkpoint = ml_collections.ConfigDict(dict(save_every=100, keep=2, async_save=True))
-  c.outputs = ml_collections.ConfigDict(dict(num_test_renders=4, turntable_frames=36, turntable_fps=12))
+  # num_tb_views: held-out views shown (render | ground truth) in TensorBoard at each evaluation; 0: none.
+  c.outputs = ml_collections.ConfigDict(dict(num_test_renders=4, num_tb_views=4, turntable_frames=36, turntable_fps=12))
 
   if variant == "quality":
     # 3DGS's learning rates and one view per step on one device: the recipe its figures were measured with.
@@ -80,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.fit.update(position_lr_max_steps=60, densify_from=20, densify_until=50, densify_every=10, opacity_reset_every=1000, sh_increase_every=20)
     c.train.update(num_steps=60, log_every=10, eval_every=30)
     c.checkpoint.update(save_every=20, keep=2)
-    c.outputs.update(num_test_renders=2, turntable_frames=4)
+    c.outputs.update(num_test_renders=2, num_tb_views=2, turntable_frames=4)
   return c
 
 

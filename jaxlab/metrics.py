@@ -6,6 +6,9 @@ it is flushed on every write and opened in append mode, so a crash loses no writ
 and a resumed run continues the same file. TensorBoard events are buffered by tensorboardX
 and reach disk within `tb_flush_secs` or on `close()`.
 
+`MetricWriter.write_images` adds image summaries (PNG in the TensorBoard events only, not in
+the JSONL); `image_grid` tiles a batch of images into one picture for it.
+
 JSON has no NaN or infinity, so non-finite values are stored as the strings "nan", "inf"
 and "-inf"; `read_metrics` turns them back into floats.
 
@@ -34,7 +37,7 @@ _NON_FINITE_FROM_JSON = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 class MetricWriter:
-  """Appends scalar metrics to `<workdir>/metrics.jsonl` and TensorBoard."""
+  """Appends scalar metrics to `<workdir>/metrics.jsonl` and TensorBoard; images to TensorBoard."""
 
   def __init__(
       self,
@@ -91,6 +94,27 @@ class MetricWriter:
     for key, value in scalars.items():
       self._tensorboard.add_scalar(key, value, global_step=int(step))
 
+  def write_images(self, step: int, images: Mapping[str, np.ndarray | jax.Array]) -> None:
+    """Writes image summaries to TensorBoard (the JSONL record holds scalars only).
+
+    Args:
+      step: training step (the x axis of TensorBoard's image slider).
+      images: tag -> image [H, W, 3] (RGB) or [H, W] (grey), uint8 in [0, 255] or float
+        in [0, 1] (clipped to that range, then rounded to uint8).
+
+    Raises:
+      ValueError: an image has another rank, channel count or dtype, is empty, or has a
+        NaN or infinity; names the key. Nothing is written then.
+    """
+    if not self._enabled:
+      return
+    if self._tensorboard is None:
+      raise ValueError("MetricWriter is closed; create a new one to write more.")
+    host_images = jax.device_get(dict(images))
+    pixels = {key: _as_image(key, value) for key, value in host_images.items()}
+    for key, image in pixels.items():
+      self._tensorboard.add_image(key, image, global_step=int(step), dataformats="HWC")
+
   def flush(self) -> None:
     if self._jsonl is not None:
       self._jsonl.flush()
@@ -124,6 +148,38 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         record = json.loads(line)
         records.append({key: _from_json(value) for key, value in record.items()})
   return records
+
+
+def image_grid(images_nhwc, *, columns: int | None = None, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+  """Tiles images row by row into one image, `pad` pixels apart (no border around).
+
+  Args:
+    images_nhwc: [N, H, W, C] or [N, H, W], float in [0, 1] or uint8.
+    columns: tiles per row; None: ceil(sqrt(N)).
+    pad: pixels between neighbouring tiles.
+    pad_value: colour of the gaps and of empty cells, on the [0, 1] scale (uint8: x 255).
+
+  Returns:
+    [rows * (H + pad) - pad, columns * (W + pad) - pad, (C)], uint8 for uint8 images,
+    else float32.
+  """
+  images = np.asarray(images_nhwc)
+  if images.ndim not in (3, 4) or images.shape[0] == 0:
+    raise ValueError(f"image_grid needs a non-empty batch [N, H, W] or [N, H, W, C], got shape {images.shape}")
+  if images.dtype != np.uint8:
+    images = images.astype(np.float32)
+  n, h, w = images.shape[:3]
+  columns = math.ceil(math.sqrt(n)) if columns is None else columns
+  if columns < 1 or pad < 0:
+    raise ValueError(f"image_grid needs columns >= 1 and pad >= 0, got columns={columns}, pad={pad}")
+  columns = min(columns, n)
+  rows = -(-n // columns)
+  fill = round(pad_value * 255) if images.dtype == np.uint8 else pad_value
+  grid = np.full((rows * (h + pad) - pad, columns * (w + pad) - pad, *images.shape[3:]), fill, images.dtype)
+  for i, image in enumerate(images):
+    r, c = divmod(i, columns)
+    grid[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = image
+  return grid
 
 
 class ProgressBar:
@@ -263,6 +319,26 @@ def _as_scalar(key: str, value: Any) -> int | float:
   raise ValueError(
       f"metric {key!r} must be a real number (bool, int or float), got dtype {array.dtype}."
   )
+
+
+def _as_image(key: str, value: Any) -> np.ndarray:
+  """uint8 [H, W, 3] from an RGB or grey image (see `MetricWriter.write_images`)."""
+  array = np.asarray(value)
+  if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 3)):
+    raise ValueError(f"image {key!r} must be [H, W, 3] or [H, W], got shape {array.shape}.")
+  if array.shape[0] == 0 or array.shape[1] == 0:
+    raise ValueError(f"image {key!r} is empty (shape {array.shape}).")
+  if array.dtype != np.uint8:
+    if not jax.dtypes.issubdtype(array.dtype, np.floating):
+      raise ValueError(f"image {key!r} must be uint8 or float in [0, 1], got dtype {array.dtype}.")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+      raise ValueError(f"image {key!r} has NaN or infinite values.")
+    # Rounded, not truncated as tensorboardX does, so uint8 -> float -> uint8 is exact.
+    array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+  if array.ndim == 2:
+    array = np.repeat(array[..., None], 3, axis=-1)
+  return np.ascontiguousarray(array)
 
 
 def _to_json(value: int | float) -> int | float | str:

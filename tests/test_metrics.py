@@ -1,46 +1,20 @@
-"""MetricWriter (JSONL + TensorBoard), read_metrics and ProgressBar."""
+"""MetricWriter (JSONL + TensorBoard scalars and images), image_grid, read_metrics and ProgressBar."""
 
 import io
 import json
 import math
-import pathlib
-import struct
 import time
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tensorboardX.proto import event_pb2
 
 from jaxlab.metrics import MetricWriter
 from jaxlab.metrics import ProgressBar
 from jaxlab.metrics import ProgressLog
+from jaxlab.metrics import image_grid
 from jaxlab.metrics import read_metrics
-
-
-def _read_tfrecords(path: pathlib.Path) -> list[bytes]:
-  """Payloads of a TFRecord file: uint64 length, uint32 crc, payload, uint32 crc."""
-  data = path.read_bytes()
-  payloads, offset = [], 0
-  while offset < len(data):
-    (length,) = struct.unpack_from("<Q", data, offset)
-    offset += 8 + 4
-    payloads.append(data[offset:offset + length])
-    offset += length + 4
-  assert offset == len(data), "truncated record"
-  return payloads
-
-
-def _tensorboard_scalars(workdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
-  scalars: dict[str, list[tuple[int, float]]] = {}
-  event_files = sorted((workdir / "tb").glob("events.out.tfevents.*"))
-  assert event_files, "no TensorBoard event file written"
-  for event_file in event_files:
-    for payload in _read_tfrecords(event_file):
-      event = event_pb2.Event.FromString(payload)
-      for value in event.summary.value:
-        scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-  return scalars
+from jaxlab.testing.tensorboard import read_images, read_scalars
 
 
 def test_jsonl_round_trip_with_mixed_value_types(tmp_path):
@@ -111,10 +85,82 @@ def test_tensorboard_event_file_holds_the_scalars(tmp_path):
   with MetricWriter(tmp_path, enabled=True) as writer:
     for step, metrics in written.items():
       writer.write(step, metrics)
-  scalars = _tensorboard_scalars(tmp_path)
+  scalars = read_scalars(tmp_path / "tb")
   assert set(scalars) == {"loss/train", "lr"}
   for tag in scalars:
     assert scalars[tag] == [(step, metrics[tag]) for step, metrics in written.items()]
+
+
+def test_images_round_trip_through_the_event_file(tmp_path):
+  rng = np.random.default_rng(0)
+  rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+  grey = rng.random((4, 6)).astype(np.float32)
+  loud = np.array([[[-0.5, 0.25, 1.5]]], np.float32)  # floats outside [0, 1] are clipped
+  with MetricWriter(tmp_path, enabled=True) as writer:
+    writer.write_images(3, {"eval/rgb": rgb, "eval/grey": jnp.asarray(grey)})
+    writer.write_images(7, {"eval/rgb": rgb[::-1], "clipped": loud})
+  images = read_images(tmp_path / "tb")
+  assert set(images) == {"eval/rgb", "eval/grey", "clipped"}
+  assert [step for step, _ in images["eval/rgb"]] == [3, 7]
+  np.testing.assert_array_equal(images["eval/rgb"][0][1], rgb)
+  np.testing.assert_array_equal(images["eval/rgb"][1][1], rgb[::-1])
+  ((step, decoded),) = images["eval/grey"]
+  assert step == 3 and decoded.shape == (4, 6, 3)
+  np.testing.assert_allclose(decoded, np.repeat(grey[..., None], 3, -1) * 255, atol=0.5)
+  np.testing.assert_array_equal(images["clipped"][0][1], [[[0, 64, 255]]])
+  assert read_metrics(tmp_path) == []  # images are not JSONL records
+  assert read_scalars(tmp_path / "tb") == {}
+
+
+@pytest.mark.parametrize(
+    "image, key, message",
+    [
+        (np.zeros((4, 4, 4), np.uint8), "rgba", r"\[H, W, 3\] or \[H, W\]"),
+        (np.zeros((2, 4, 4, 3), np.uint8), "batch", "got shape"),
+        (np.zeros((4,), np.float32), "vector", "got shape"),
+        (np.zeros((0, 4, 3), np.uint8), "empty", "empty"),
+        (np.full((2, 2), np.nan, np.float32), "nan", "NaN or infinite"),
+        (np.full((2, 2, 3), np.inf, np.float32), "inf", "NaN or infinite"),
+        (np.zeros((2, 2, 3), np.int32), "ints", "dtype int32"),
+    ],
+)
+def test_bad_images_raise_naming_the_key_and_write_nothing(tmp_path, image, key, message):
+  with MetricWriter(tmp_path, enabled=True) as writer:
+    with pytest.raises(ValueError, match=f"{key!r}.*{message}"):
+      writer.write_images(1, {"fine": np.zeros((2, 2, 3), np.uint8), key: image})
+  assert read_images(tmp_path / "tb") == {}
+
+
+def test_images_disabled_is_a_no_op_and_closed_is_an_error(tmp_path):
+  workdir = tmp_path / "run"
+  with MetricWriter(workdir, enabled=False) as writer:
+    writer.write_images(1, {"x": np.full((2, 2), np.nan)})  # not even validated
+  assert not workdir.exists()
+  writer = MetricWriter(tmp_path, enabled=True)
+  writer.close()
+  with pytest.raises(ValueError, match="closed"):
+    writer.write_images(1, {"x": np.zeros((2, 2), np.uint8)})
+
+
+def test_image_grid_places_tiles_row_by_row():
+  tiles = np.stack([np.full((2, 3, 3), i / 10, np.float32) for i in range(5)])
+  grid = image_grid(tiles, columns=3, pad=1, pad_value=1.0)
+  assert grid.shape == (2 * 2 + 1, 3 * 3 + 2, 3) and grid.dtype == np.float32
+  for i in range(5):
+    r, c = divmod(i, 3)
+    np.testing.assert_array_equal(grid[r * 3:r * 3 + 2, c * 4:c * 4 + 3], tiles[i])
+  assert np.all(grid[2] == 1.0) and np.all(grid[:, 3] == 1.0)  # gaps
+  assert np.all(grid[3:, 8:] == 1.0)  # the empty sixth cell
+
+
+def test_image_grid_defaults_and_uint8():
+  tiles = np.zeros((4, 2, 2), np.uint8)  # grey
+  grid = image_grid(tiles)  # ceil(sqrt(4)) = 2 columns, 2-pixel gaps
+  assert grid.shape == (6, 6) and grid.dtype == np.uint8
+  assert grid[2, 0] == 255 and grid[0, 0] == 0
+  assert image_grid(tiles[:1], columns=8).shape == (2, 2)  # never wider than the batch
+  with pytest.raises(ValueError, match="non-empty batch"):
+    image_grid(np.zeros((0, 2, 2, 3)))
 
 
 def test_progress_bar_is_off_when_stderr_is_not_a_terminal():

@@ -21,12 +21,21 @@ def to_uint8(image_hw3) -> np.ndarray:
   return (np.clip(np.asarray(image_hw3, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_side_by_side(path: str | os.PathLike, render_hw3, target_hw3) -> pathlib.Path:
-  """Writes `render | target` as one PNG (creating parent folders); replaces `path` atomically."""
+def side_by_side(render_hw3, target_hw3) -> np.ndarray:
+  """`render | target`: uint8 [H, W_render + W_target, 3] from two float images in [0, 1] (clipped)."""
+  return np.concatenate([to_uint8(render_hw3), to_uint8(target_hw3)], axis=1)
+
+
+def save_png(path: str | os.PathLike, image_hw3: np.ndarray) -> pathlib.Path:
+  """Writes a uint8 [H, W, 3] image as PNG (creating parent folders); replaces `path` atomically."""
   path = pathlib.Path(path)
-  image_hw3 = np.concatenate([to_uint8(render_hw3), to_uint8(target_hw3)], axis=1)
   write_bytes(path, iio.imwrite("<bytes>", image_hw3, extension=".png"), make_parents=True)
   return path
+
+
+def save_side_by_side(path: str | os.PathLike, render_hw3, target_hw3) -> pathlib.Path:
+  """Writes `render | target` as one PNG (creating parent folders); replaces `path` atomically."""
+  return save_png(path, side_by_side(render_hw3, target_hw3))
 
 
 def save_animation(path: str | os.PathLike, frames_thw3, *, fps: int = 12) -> pathlib.Path:

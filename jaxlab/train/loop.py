@@ -7,7 +7,7 @@ turns a config into these arguments.
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -65,6 +65,7 @@ def train_loop(
     checkpointer: Checkpointer,
     writer: MetricWriter,
     evaluate: Callable[[Any], dict[str, jax.Array]] | None = None,
+    images: Callable[[Any], Mapping[str, np.ndarray]] | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
     progress: bool | None = None,
 ) -> LoopResult:
@@ -79,7 +80,11 @@ def train_loop(
     settings: step counts and intervals.
     checkpointer: where state and data position are saved and restored from.
     writer: metric sink (JSONL + TensorBoard).
-    evaluate: optional `params -> metrics`, run every `eval_every` steps and at the end.
+    evaluate: optional `params -> metrics`, run every `eval_every` steps and at the end;
+      written as "eval/<name>" scalars.
+    images: optional `params -> {name: image [H, W, 3] or [H, W], uint8 or float in [0, 1]}`,
+      run with `evaluate` (every `eval_every` steps and at the end, on every process);
+      written as "eval/<name>" TensorBoard images by `writer.write_images`.
     stop_requested: polled every step (e.g. set by SIGTERM); when true on any process, a
       checkpoint is saved and the loop returns with status "preempted".
     progress: show a progress bar (None: when stderr is a terminal, else a log line every
@@ -109,6 +114,8 @@ def train_loop(
 
   def run_eval(at_step: int):
     nonlocal eval_metrics
+    if images is not None:
+      writer.write_images(at_step, {f"eval/{k}": v for k, v in images(state.params).items()})
     if evaluate is None:
       return
     eval_metrics = {f"eval/{k}": float(v) for k, v in jax.device_get(evaluate(state.params)).items()}

@@ -111,8 +111,12 @@ def run_train_loop(
     rng: jax.Array,
     evaluate: Callable | None,
     stop_requested: Callable[[], bool],
+    images: Callable | None = None,
 ) -> LoopResult:
   """`train_loop` with the checkpointer, metric writer and loop settings that `config` names.
+
+  `evaluate` and `images` are `train_loop`'s: `params -> metrics` and `params -> {name: image}`,
+  both run every `train.eval_every` steps and at the end (images go to TensorBoard as "eval/<name>").
 
   Before anything is written, a checkpoint whose parameter shapes this config cannot restore
   is refused (CheckpointConfigMismatch); then `config.json` is recorded. The checkpointer is
@@ -126,7 +130,7 @@ def run_train_loop(
       return train_loop(
           state, train_step=train_step, batches=iter(batches), to_device=to_device, rng=rng,
           settings=loop_settings_from_config(config.train), checkpointer=checkpointer, writer=writer,
-          evaluate=evaluate, stop_requested=stop_requested,
+          evaluate=evaluate, images=images, stop_requested=stop_requested,
       )
   finally:
     checkpointer.close()

@@ -2,7 +2,8 @@
 
 Outputs in the workdir, besides checkpoints and metrics:
   model/             the DiT (`jaxlab.flow.dit_io`), what `benchmarks/hiflow_eval.py --model` reads;
-  samples.png        native-resolution samples, one row per class (8 x 8 when unconditional);
+  samples.png        native-resolution samples, one row per class (8 x 8 when unconditional),
+                     also the TensorBoard image "samples" (tb/) at the final step;
   sample_stats.json  neighbour-pixel correlation and spectrum slope of the samples, of
                      Gaussian noise and of real crops at the same size.
 """
@@ -27,6 +28,7 @@ from jaxlab.flow.dit_io import save_dit
 from jaxlab.flow.matching import flow_matching_loss, noisy_sample, velocity_target
 from jaxlab.flow.samplers import classifier_free_guidance, euler_sample
 from jaxlab.flow.schedules import sigma_schedule
+from jaxlab.metrics import MetricWriter
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step
 from launch.tasks.common import optimizer_from_config, run_train_loop, stack_examples
@@ -150,7 +152,10 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
            "sampling": s.to_dict(), "step": result.final_step,
            "classes": list(PHOTO_NAMES) if d.conditional else None}
   if jax.process_index() == 0:
-    files.write_bytes(workdir / "samples.png", iio.imwrite("<bytes>", image_grid(samples, columns), extension=".png"))
+    grid = image_grid(samples, columns)
+    files.write_bytes(workdir / "samples.png", iio.imwrite("<bytes>", grid, extension=".png"))
+    with MetricWriter(workdir) as writer:
+      writer.write_images(result.final_step, {"samples": grid})
     files.write_text(workdir / "sample_stats.json", json.dumps(stats, indent=2) + "\n")
     save_dit(workdir / "model", model_config, params, overwrite=True)
     log.info("Wrote samples.png, sample_stats.json and model/ to %s.", workdir)

@@ -8,7 +8,8 @@ Workdir:
   eval/generated.npz       test tokens: reference, generated, and the baselines' (random, retrieval)
   results.json, results.md F1, CLaTr-CLIP, coverage and FID of the model, the reference trajectories
                            themselves, a random training trajectory, and caption nearest-neighbour retrieval
-  trajectories.png         reference and generated camera paths of a few test shots (top view)
+  trajectories.png         reference and generated camera paths of a few test shots (top view), also the
+                           TensorBoard image "trajectories" in train/tb/ at the final step
 
 The F1 compares motion tags of the generated and the reference trajectory, both decoded from tokens
 (the reference from its normalized tokens), resampled from 30 to 120 poses. The CLaTr-style metrics use
@@ -19,11 +20,13 @@ generated test trajectories with the real ones.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import pathlib
 from collections.abc import Callable
 
+import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +43,7 @@ from jaxlab.camera.synthetic import make_shots
 from jaxlab.camera.text import encode_captions, train_caption_tokenizer
 from jaxlab.camera.trajectory import resample
 from jaxlab.data import build_batches, make_global_batch
+from jaxlab.metrics import MetricWriter
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step
 from jaxlab.vlm.config import InternVisionConfig
@@ -49,6 +53,7 @@ from launch.validate import require_batch_divisible
 log = logging.getLogger(__name__)
 
 SOURCES = ("generated", "datadop")
+_TRAIN_DIR = "train"  # the training run's workdir inside the task's
 CONDITIONINGS = ("text", "rgbd_text")
 
 
@@ -219,7 +224,9 @@ def retrieval_tokens(train_captions: list[str], test_captions: list[str], train_
 
 
 def evaluate(config: ConfigDict, model: GenDoP, params, shots: Shots, tok: tokenizers.Tokenizer,
-             workdir: pathlib.Path) -> dict:
+             workdir: pathlib.Path, *, step: int) -> dict:
+  """Generates and scores the test trajectories; writes eval/generated.npz and trajectories.png (also the
+  TensorBoard image "trajectories", at `step`)."""
   d = config.data
   rgbd = config.model.conditioning == "rgbd_text"
   normalize = config.tokens.normalize
@@ -257,8 +264,10 @@ def evaluate(config: ConfigDict, model: GenDoP, params, shots: Shots, tok: token
     (workdir / "eval").mkdir(parents=True, exist_ok=True)
     with files.atomic_open(workdir / "eval" / "generated.npz", "wb") as f:
       np.savez(f, **candidates)
-    plot_trajectories(workdir / "trajectories.png", generated[:4], reference[:4],
-                      [caption_of(s, d.caption) for s in shots.test[:4]])
+    plot = plot_trajectories(workdir / "trajectories.png", generated[:4], reference[:4],
+                             [caption_of(s, d.caption) for s in shots.test[:4]])
+    with MetricWriter(workdir / _TRAIN_DIR) as writer:
+      writer.write_images(step, {"trajectories": plot})
   seen_f1 = seen_caption_f1(config, model, params, shots, tok)
   if seen_f1 is not None:
     log.info("F1 on %d training shots (seen caption templates): %.3f", config.evaluation.num_train_shots, seen_f1)
@@ -283,8 +292,11 @@ def seen_caption_f1(config: ConfigDict, model: GenDoP, params, shots: Shots, tok
   return motion_f1(generated, np.stack([shot_tokens(s, normalize=True) for s in seen]))
 
 
-def plot_trajectories(path: pathlib.Path, generated: np.ndarray, reference: np.ndarray, captions: list[str]) -> None:
-  """Top view (camera x against z of frame 0) of reference and generated positions, one panel per shot."""
+def plot_trajectories(path: pathlib.Path, generated: np.ndarray, reference: np.ndarray, captions: list[str]) -> np.ndarray:
+  """Top view (camera x against z of frame 0) of reference and generated positions, one panel per shot.
+
+  Writes the plot to `path` as PNG and returns its pixels, uint8 [H, W, 3].
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -302,9 +314,11 @@ def plot_trajectories(path: pathlib.Path, generated: np.ndarray, reference: np.n
     ax.axis("equal")
   axes[0][0].legend(fontsize=7)
   fig.tight_layout()
-  with files.atomic_open(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=90)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=90)
   plt.close(fig)
+  files.write_bytes(path, png.getvalue())
+  return iio.imread(png.getvalue())[..., :3]  # the figure is opaque: alpha is all 255
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
@@ -315,10 +329,10 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   source = ShotSource(shots.train, tok, caption=config.data.caption, normalize=config.tokens.normalize,
                       with_rgbd=config.model.conditioning == "rgbd_text")
   model = GenDoP(model_config(config))
-  result = train(config, source, model, workdir / "train", stop_requested)
+  result = train(config, source, model, workdir / _TRAIN_DIR, stop_requested)
   if result.status != "completed":
     return result
-  results = evaluate(config, model, jax.device_get(result.state.params), shots, tok, workdir)
+  results = evaluate(config, model, jax.device_get(result.state.params), shots, tok, workdir, step=result.final_step)
   if jax.process_index() == 0:
     files.write_text(workdir / "results.json", json.dumps(results, indent=2) + "\n")
     files.write_text(workdir / "results.md", results_table(results))

@@ -2,7 +2,8 @@
 
 Outputs in the workdir: `source/` and `generated/` (LeRobot v2.1 episode folders, each
 episode committed whole), `scene_parts.npz` (the reconstructed Gaussians), `report.json`
-and `preview.png`. A rerun in the same workdir reuses the reconstruction, keeps what is
+and `preview.png`, also written to `tb/` as the TensorBoard image "preview" by a run that adds
+demonstrations (its step: the episodes in the dataset). A rerun in the same workdir reuses the reconstruction, keeps what is
 there and appends to `generated/`.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from jaxlab import files
+from jaxlab.metrics import MetricWriter
 from jaxlab.robosplat.demo_render import EditSettings
 from jaxlab.robosplat.episodes import EpisodeDataset
 from jaxlab.robosplat.embodiments import EMBODIMENTS
@@ -26,7 +28,7 @@ from jaxlab.robosplat.sim.cameras import default_cameras
 from jaxlab.robosplat.sim.source_demo import demo_images, record_source_demo
 from jaxlab.robosplat.sim.world import CONTROL_HZ, OBJECTS
 from jaxlab.robosplat.sim_assets import AssetSettings, build_scene_parts, load_scene_parts, save_scene_parts
-from jaxlab.splat.exports import save_side_by_side
+from jaxlab.splat.exports import save_png, side_by_side
 from jaxlab.train import LoopResult
 from launch.config_loader import ConfigError
 from launch.tasks.common import record_config
@@ -66,15 +68,20 @@ def generate_settings(config: ConfigDict, seed_offset: int = 0) -> GenerateSetti
                           seed=config.seed + seed_offset)
 
 
-def _preview(path: pathlib.Path, source_dir: pathlib.Path, generated_dir: pathlib.Path) -> None:
+def _preview(path: pathlib.Path, source_dir: pathlib.Path, generated_dir: pathlib.Path) -> np.ndarray | None:
+  """Writes preview.png and returns its pixels, uint8 [H, W, 3]; None (no file) before any demonstration."""
   source = EpisodeDataset(source_dir)
   generated = EpisodeDataset(generated_dir)
   cameras = list(source.cameras)
   real = np.concatenate(list(source.frame_images(0, 0, cameras)), 0)
   shown = [np.concatenate(list(generated.frame_images(e, 0, cameras)), 0)
            for e in range(min(len(generated), 4))]
-  if shown:  # the simulator's first frame | the first frames of up to four generated demonstrations
-    save_side_by_side(path, real / 255.0, np.concatenate(shown, 1) / 255.0)
+  if not shown:
+    return None
+  # the simulator's first frame | the first frames of up to four generated demonstrations
+  image = side_by_side(real / 255.0, np.concatenate(shown, 1) / 255.0)
+  save_png(path, image)
+  return image
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
@@ -107,7 +114,10 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   summary = {"scene": parts.report, "episodes_in_dataset": total,
              "this_run": report.as_dict() if report is not None else "nothing left to generate"}
   files.write_text(workdir / "report.json", json.dumps(summary, indent=2, default=float) + "\n")
-  _preview(workdir / "preview.png", source_dir, generated_dir)
+  preview = _preview(workdir / "preview.png", source_dir, generated_dir)
+  if preview is not None and report is not None:  # a rerun that adds nothing shows nothing new
+    with MetricWriter(workdir) as metric_writer:
+      metric_writer.write_images(total, {"preview": preview})
   if report is not None:
     log.info("generated %d demonstrations (%d skipped as unreachable) at %.1f frames/s", report.written,
              report.skipped_unreachable, report.frames_per_second)

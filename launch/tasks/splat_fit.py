@@ -3,6 +3,8 @@
 Outputs in the workdir, besides checkpoints and metrics: `renders/step_<N>/<view>.png`
 (render | ground truth, held-out views), `turntable_step_<N>.gif`, and the scene as
 `point_cloud/iteration_<N>/point_cloud.ply` (the 3DGS output layout that viewers open).
+At every evaluation TensorBoard (`tb/`) also gets the image `eval/views`: render | ground
+truth of the first `outputs.num_tb_views` held-out views, one row per view.
 
 Placement: the Gaussians and optimizer state are replicated on every device and the
 camera batch is sharded over the mesh's `data` axis. Each device renders its own views and
@@ -22,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import ConfigDict
 
 from jaxlab.data import build_batches, make_global_batch
+from jaxlab.metrics import image_grid
 from jaxlab.sharding import make_mesh
 from jaxlab.splat import estimate_capacity_for, from_point_cloud, render, save_ply
 from jaxlab.splat.datasets import SceneData, load_dataset
@@ -112,21 +115,44 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   def evaluate_params(gaussians):
     return evaluate(gaussians, test_cameras, test_images, capacity=capacity, background=background)
 
+  # One compiled render serves every view: the test cameras share one size, and so do the orbit's.
+  draw = jax.jit(lambda g, camera: render(g, camera, capacity=capacity, background=background, on_overflow="warn").rgb)
+  num_tb_views = min(config.outputs.num_tb_views, len(test.names))
+  views_image = lambda gaussians: {"views": views_beside_truth(draw, gaussians, test, num_tb_views)}
+
   with jax.set_mesh(mesh):
     result = run_train_loop(
         state, config, workdir, train_step=train_step, batches=batches, to_device=to_device,
-        rng=jax.random.key(config.seed), evaluate=evaluate_params, stop_requested=stop_requested,
+        rng=jax.random.key(config.seed), evaluate=evaluate_params, images=views_image if num_tb_views else None,
+        stop_requested=stop_requested,
     )
-  if jax.process_index() == 0:
-    _write_outputs(workdir, result, test, capacity, background, config.outputs, extent)
+    if jax.process_index() == 0:  # under the mesh still, so `draw` is not compiled again
+      _write_outputs(workdir, result, test, draw, config.outputs)
   return result
 
 
-def _write_outputs(workdir: pathlib.Path, result: LoopResult, test: SceneData, capacity: int, background, o: ConfigDict, extent: float) -> None:
+def views_beside_truth(draw: Callable, gaussians, test: SceneData, count: int) -> np.ndarray:
+  """render | ground truth of the first `count` test views, one row each.
+
+  Args:
+    draw: `(gaussians, camera) -> [H, W, 3]` render in [0, 1].
+    gaussians: the scene.
+    test: held-out views (cameras of one size, images [V, H, W, 3] in [0, 1]).
+    count: views shown, at most len(test.names).
+
+  Returns:
+    float32 [count * (H + 2) - 2, 2 * W + 2, 3] in [0, 1], white gaps.
+  """
+  tiles = []
+  for i in range(count):
+    tiles += [np.asarray(draw(gaussians, test.cameras[i]), np.float32), np.asarray(test.images[i], np.float32)]
+  return image_grid(np.stack(tiles), columns=2)
+
+
+def _write_outputs(workdir: pathlib.Path, result: LoopResult, test: SceneData, draw: Callable, o: ConfigDict) -> None:
   """Test renders beside ground truth, a turntable GIF and the PLY, once per final step."""
   gaussians = result.state.params
   tag = f"step_{result.final_step}"
-  draw = jax.jit(lambda g, camera: render(g, camera, capacity=capacity, background=background, on_overflow="warn").rgb)
   for i in range(min(o.num_test_renders, len(test.names))):
     name = pathlib.Path(test.names[i]).stem
     save_side_by_side(workdir / "renders" / tag / f"{name}.png", draw(gaussians, test.cameras[i]), test.images[i])

@@ -2,8 +2,8 @@
 
 Outputs in the workdir: `bundle.npz`, `report.json` (per level: Gaussians, clusters, groups,
 local-splatting loss at the first and last iteration; build seconds) and `levels.png` (every
-level rendered from one camera, finest on the left). Each file is written to a temporary
-name and renamed.
+level rendered from one camera, finest on the left), also written as the TensorBoard image
+"levels" (step 0) in `tb/`. Each file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from jaxlab import files
+from jaxlab.metrics import MetricWriter
 from jaxlab.splat import Camera, estimate_capacity_for, load_ply, look_at, render
-from jaxlab.splat.exports import save_side_by_side
+from jaxlab.splat.exports import save_png, side_by_side
 from jaxlab.splat.lod import BuildSettings, LocalSplatSettings, build_bundle, save_bundle
 from jaxlab.splat.lod.assets import donut_gaussians, scene_gaussians
 from jaxlab.train import LoopResult
@@ -51,8 +52,11 @@ def build_settings(config: ConfigDict) -> BuildSettings:
   return BuildSettings(**dict(config.build), local_splat=LocalSplatSettings(**dict(config.local_splat)), seed=config.seed)
 
 
-def _preview(path: pathlib.Path, bundle, size: int) -> None:
-  """All levels side by side from one camera looking at the asset's centre from above and aside."""
+def _preview(path: pathlib.Path, bundle, size: int) -> np.ndarray:
+  """All levels side by side from one camera looking at the asset's centre from above and aside.
+
+  Writes them to `path` as PNG and returns the pixels, uint8 [size, levels * size, 3].
+  """
   means = np.asarray(bundle.gaussians.means, np.float64)
   center = np.median(means, axis=0)
   radius = float(np.percentile(np.linalg.norm(means - center, axis=1), 95))
@@ -65,7 +69,9 @@ def _preview(path: pathlib.Path, bundle, size: int) -> None:
   levels = [g.pad_to(levels[0].num) for g in levels]
   capacity = max(estimate_capacity_for(g, camera) for g in levels)
   images = [np.asarray(render(g, camera, capacity=capacity, on_overflow="warn").rgb) for g in levels]
-  save_side_by_side(path, np.concatenate(images[:-1], axis=1) if len(images) > 1 else images[0], images[-1])
+  image = side_by_side(np.concatenate(images[:-1], axis=1) if len(images) > 1 else images[0], images[-1])
+  save_png(path, image)
+  return image
 
 
 def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
@@ -82,7 +88,9 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   save_bundle(workdir / "bundle.npz", bundle)
   summary = {"source": source, **dataclasses.asdict(report)}
   files.write_text(workdir / "report.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-  _preview(workdir / "levels.png", bundle, config.outputs.preview_size)
+  levels = _preview(workdir / "levels.png", bundle, config.outputs.preview_size)
+  with MetricWriter(workdir) as writer:
+    writer.write_images(0, {"levels": levels})
   log.info("Bundle: %d levels, Gaussians per level %s, built in %.1f s.", bundle.num_levels, report.gaussians_per_level,
            report.seconds)
   metrics = {"build_seconds": report.seconds, "levels": float(bundle.num_levels),

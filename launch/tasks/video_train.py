@@ -13,6 +13,8 @@ Workdir:
                           ground-truth video (the ceiling of the identity metric) and the reference image
                           repeated over the frames (a copy baseline).
   samples.gif             ground truth, generated RGB, and the generated depth and normals of a few test clips
+  train/tb/               also, at the final step, the TensorBoard image "samples": per clip of samples.gif a
+                          row `reference | generated RGB frames`, then rows of generated depth and normals
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ml_collections import ConfigDict
 
 from jaxlab import files
 from jaxlab.data import build_batches, make_global_batch
+from jaxlab.metrics import MetricWriter, image_grid
 from jaxlab.sharding import axis_rules, batch_sharding, init_sharded, logical_rules, make_mesh
 from jaxlab.train import LoopResult, TrainState, make_train_step
 from jaxlab.video import disk, metrics, modalities
@@ -49,6 +52,7 @@ SOURCES = ("generated", "disk")
 # Test clips come from seeds this far past the training seeds.
 _TEST_SEED_OFFSET = 1_000_000
 _GIF_SCALE = 4
+_TRAIN_DIR = "train"  # the training run's workdir inside the task's
 
 
 def check_config(config: ConfigDict, mesh_sizes: dict[str, int]) -> None:
@@ -190,7 +194,8 @@ def score_videos(videos_nfhwc: np.ndarray, clips: list[VideoClip], mods: tuple[s
 
 
 def evaluate(config: ConfigDict, model: VideoDenoiser, params, test_clips: list[VideoClip],
-             workdir: pathlib.Path) -> dict:
+             workdir: pathlib.Path, *, step: int) -> dict:
+  """Samples and scores the test clips; writes samples.gif and, at `step`, the TensorBoard image "samples"."""
   mods = model.config.modalities
   source = VideoClipSource.from_clips(test_clips, modalities=mods)
   generated = sample_test_videos(config, model, params, source)
@@ -203,7 +208,10 @@ def evaluate(config: ConfigDict, model: VideoDenoiser, params, test_clips: list[
     log.info("%s: PSNR %.2f dB, SSIM %.3f, identity after crossing %.3f", name, row["psnr"], row["ssim"],
              row.get("identity_after_crossing", float("nan")))
   if jax.process_index() == 0:
-    write_gif(workdir / "samples.gif", generated[:config.evaluation.gif_clips], test_clips, mods)
+    shown = generated[:config.evaluation.gif_clips]
+    write_gif(workdir / "samples.gif", shown, test_clips, mods)
+    with MetricWriter(workdir / _TRAIN_DIR) as writer:
+      writer.write_images(step, {"samples": sample_grid(shown, test_clips, mods)})
   return {"rows": rows, "modalities": list(mods), "identity_embeddings": bool(model.config.num_identities),
           "num_test": len(test_clips), "sampling_steps": config.evaluation.num_steps}
 
@@ -212,18 +220,35 @@ def _to_uint8(image_hwc: np.ndarray) -> np.ndarray:
   return np.clip(np.round(image_hwc * 255.0), 0, 255).astype(np.uint8)
 
 
+def decoded_views(video_fhwc: np.ndarray, mods: tuple[str, ...]) -> list[np.ndarray]:
+  """Generated RGB, then depth (grey) and normals if denoised: each [F, H, W, 3] in [0, 1]."""
+  parts = modalities.split_modalities(video_fhwc, mods)
+  views = [modalities.decode_rgb(parts["rgb"])]
+  if "depth" in parts:
+    views.append(np.repeat(modalities.decode_depth(parts["depth"])[..., None], 3, axis=-1))
+  if "normal" in parts:
+    views.append(0.5 * (modalities.decode_normal(parts["normal"]) + 1.0))
+  return views
+
+
+def sample_grid(videos_nfhwc: np.ndarray, clips: list[VideoClip], mods: tuple[str, ...]) -> np.ndarray:
+  """Per clip, a row `reference | generated RGB frames`, then a row each of generated depth and normals if
+  denoised (their first cell blank): float32 [N * rows * (H + 2) - 2, (F + 1) * (W + 2) - 2, 3] in [0, 1]."""
+  tiles = []
+  for video, clip in zip(videos_nfhwc, clips):
+    for row, view in enumerate(decoded_views(video, mods)):
+      tiles += [clip.reference_hwc if row == 0 else np.ones_like(clip.reference_hwc), *view]
+  return image_grid(np.stack(tiles), columns=videos_nfhwc.shape[1] + 1)
+
+
 def write_gif(path: pathlib.Path, videos_nfhwc: np.ndarray, clips: list[VideoClip], mods: tuple[str, ...]) -> None:
   """One column per clip; rows: ground truth, generated RGB, then generated depth and normals if denoised."""
+  views = [decoded_views(video, mods) for video in videos_nfhwc]
   frames = []
   for f in range(videos_nfhwc.shape[1]):
     columns = []
-    for video, clip in zip(videos_nfhwc, clips):
-      parts = modalities.split_modalities(video[f], mods)
-      tiles = [clip.rgb_fhwc[f], modalities.decode_rgb(parts["rgb"])]
-      if "depth" in parts:
-        tiles.append(np.repeat(modalities.decode_depth(parts["depth"])[..., None], 3, axis=-1))
-      if "normal" in parts:
-        tiles.append(0.5 * (modalities.decode_normal(parts["normal"]) + 1.0))
+    for clip_views, clip in zip(views, clips):
+      tiles = [clip.rgb_fhwc[f], *(view[f] for view in clip_views)]
       columns.append(np.concatenate([np.pad(t, ((1, 1), (1, 1), (0, 0)), constant_values=1.0) for t in tiles]))
     grid = _to_uint8(np.concatenate(columns, axis=1))
     frames.append(np.repeat(np.repeat(grid, _GIF_SCALE, axis=0), _GIF_SCALE, axis=1))
@@ -253,10 +278,10 @@ def run(config: ConfigDict, workdir: pathlib.Path, *, stop_requested: Callable[[
   mods = tuple(config.model.modalities)
   model = VideoDenoiser(model_config(config, train_clips + test_clips))
   source = VideoClipSource.from_clips(train_clips, modalities=mods)
-  result = train(config, model, source, workdir / "train", stop_requested)
+  result = train(config, model, source, workdir / _TRAIN_DIR, stop_requested)
   if result.status != "completed":
     return result
-  results = evaluate(config, model, jax.device_get(result.state.params), test_clips, workdir)
+  results = evaluate(config, model, jax.device_get(result.state.params), test_clips, workdir, step=result.final_step)
   if jax.process_index() == 0:
     files.write_text(workdir / "results.json", json.dumps(results, indent=2) + "\n")
     files.write_text(workdir / "results.md", results_table(results))

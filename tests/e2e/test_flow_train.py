@@ -10,6 +10,7 @@ from benchmarks import hiflow_eval
 from jaxlab.data.images import PHOTO_NAMES
 from jaxlab.flow.dit_io import load_dit
 from jaxlab.metrics import read_metrics
+from jaxlab.testing.tensorboard import read_images
 from launch.config_loader import apply_overrides, load_config
 from launch.tasks import flow_train
 
@@ -35,6 +36,9 @@ def test_training_writes_model_samples_and_statistics(trained):
   size = config.data.image_size
   grid = iio.imread(workdir / "samples.png")
   assert grid.shape == (len(PHOTO_NAMES) * (size + 1) - 1, size, 3)  # One sample per class, one column.
+  ((step, logged),) = read_images(workdir / "tb")["samples"]
+  assert step == 12
+  np.testing.assert_array_equal(logged, grid)
   stats = json.loads((workdir / "sample_stats.json").read_text())
   assert abs(stats["gaussian_noise"]["neighbor_correlation"]) < 0.2
   assert stats["real_crops"]["neighbor_correlation"] > 0.4

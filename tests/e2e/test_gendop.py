@@ -3,10 +3,12 @@ and the same task on DataDoP-layout files written from shots (data read, not gen
 
 import json
 
+import imageio.v3 as iio
 import pytest
 
 from jaxlab.camera.datadop import write_shot
 from jaxlab.camera.synthetic import make_shots
+from jaxlab.testing.tensorboard import read_images
 from launch.config_loader import load_config
 from launch.tasks import gendop_train
 
@@ -25,6 +27,9 @@ def test_smoke_trains_generates_and_scores(tmp_path):
   assert rows["reference"]["fid"] == pytest.approx(0.0, abs=1e-6) and rows["reference"]["coverage"] == 1.0
   assert 0.0 <= rows["model"]["f1"] <= 1.0 and 0.0 <= results["train_shots_f1"] <= 1.0
   assert (tmp_path / "trajectories.png").stat().st_size > 1000
+  ((step, logged),) = read_images(tmp_path / "train" / "tb")["trajectories"]
+  assert step == config.train.num_steps
+  assert (logged == iio.imread(tmp_path / "trajectories.png")[..., :3]).all()
   assert "| retrieval |" in (tmp_path / "results.md").read_text()
 
 

@@ -5,6 +5,7 @@ import json
 import imageio.v3 as iio
 import pytest
 
+from jaxlab.testing.tensorboard import read_images
 from tests.e2e.conftest import result, run
 
 pytest.importorskip("pybullet")
@@ -27,9 +28,12 @@ def test_generated_episodes_train_a_policy_that_runs_in_closed_loop(tmp_path, en
   assert report["this_run"]["frames_per_second"] > 0
   preview = iio.imread(generate / "preview.png")
   assert preview.shape == (64, 64, 3) and preview.std() > 10  # sim frame | generated frame, not blank
+  ((step, logged),) = read_images(generate / "tb")["preview"]
+  assert step == 1 and (logged == preview).all()  # step: episodes in the dataset
   # A rerun keeps the dataset and appends only what is missing (nothing here).
   run(generate, GENERATE_SHORT[":smoke"], env=env, config=f"{GENERATE}:smoke", timeout=900)
   assert json.loads((generate / "report.json").read_text())["episodes_in_dataset"] == 1
+  assert len(read_images(generate / "tb")["preview"]) == 1
 
   policy = tmp_path / "policy"
   run(policy, {**POLICY_SHORT, "data.dir": str(generate / "generated")}, env=env, config=f"{POLICY}:smoke")

@@ -8,6 +8,7 @@ import pytest
 from jaxlab.metrics import read_metrics
 from jaxlab.splat import load_ply
 from jaxlab.testing import mesh_views
+from jaxlab.testing.tensorboard import read_images
 from launch.config_loader import apply_overrides, load_config
 from launch.tasks import splat_fit
 
@@ -48,6 +49,13 @@ def test_outputs_a_person_looks_at(straight):
   assert any("eval/psnr" in r for r in rows)
   png = next((workdir / "renders" / "step_16").glob("*.png"))
   assert iio.imread(png).shape == (32, 64, 3)  # render | ground truth
+  # TensorBoard: render | ground truth of the smoke config's 2 test views at each evaluation.
+  views = read_images(workdir / "tb")["eval/views"]
+  assert [step for step, _ in views] == [8, 16]
+  assert views[-1][1].shape == (2 * 34 - 2, 2 * 32 + 2, 3)
+  first_row = views[-1][1][:32].astype(int)
+  assert np.abs(first_row[:, :32] - iio.imread(png)[:, :32]).max() <= 1  # the same final render
+  assert np.abs(first_row[:, 34:] - iio.imread(png)[:, 32:]).max() <= 1  # and ground truth
   assert iio.imread(workdir / "turntable_step_16.gif", index=None).shape[0] == 2
   scene = load_ply(workdir / "point_cloud" / "iteration_16" / "point_cloud.ply")
   params = result.state.params

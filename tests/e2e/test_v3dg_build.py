@@ -3,12 +3,14 @@
 import json
 import subprocess
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
 from jaxlab.splat import save_ply
 from jaxlab.splat.lod import load_bundle
 from jaxlab.splat.lod.assets import donut_gaussians
+from jaxlab.testing.tensorboard import read_images
 from tests.e2e.conftest import REPO, launch_args, result, run
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +26,8 @@ def test_smoke_build_writes_a_bundle_report_and_preview_on_2_devices(tmp_path, e
   assert report["gaussians_per_level"] == bundle.gaussians_per_level() and bundle.num_levels >= 3
   assert report["source"] == "embedded:scene" and report["overflow_renders"] == 0
   assert (workdir / "levels.png").stat().st_size > 1000
+  ((step, logged),) = read_images(workdir / "tb")["levels"]
+  assert step == 0 and (logged == iio.imread(workdir / "levels.png")).all()
   assert result(workdir)["levels"] == bundle.num_levels
 
 

@@ -7,6 +7,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from jaxlab.testing.tensorboard import read_images
 from jaxlab.video import disk
 from jaxlab.video.synthetic import generate_clip
 from launch.config_loader import load_config
@@ -34,6 +35,11 @@ def test_smoke_trains_samples_and_scores(tmp_path):
   assert gif.shape[0] == d.num_frames
   assert gif.shape[1] == 4 * (d.image_size + 2) * 4 and gif.shape[2] == config.evaluation.gif_clips * (d.image_size + 2) * 4
   assert "| reference_copy |" in (tmp_path / "results.md").read_text()
+  # TensorBoard: per GIF clip, rows reference | RGB frames, then depth and normal frames.
+  ((step, logged),) = read_images(tmp_path / "train" / "tb")["samples"]
+  assert step == config.train.num_steps
+  rows = config.evaluation.gif_clips * 3
+  assert logged.shape == (rows * (d.image_size + 2) - 2, (d.num_frames + 1) * (d.image_size + 2) - 2, 3)
 
 
 def _write_clips(root, config, count, first_seed):

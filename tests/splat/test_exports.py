@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxlab.splat import Camera
-from jaxlab.splat.exports import orbit_cameras, save_animation, save_side_by_side, to_uint8
+from jaxlab.splat.exports import orbit_cameras, save_animation, save_side_by_side, side_by_side, to_uint8
 
 
 def _template():
@@ -42,6 +42,7 @@ def test_side_by_side_png_and_gif_round_trip(tmp_path):
   assert image.shape == (4, 10, 3)
   np.testing.assert_array_equal(image[:, :5], to_uint8(render))
   np.testing.assert_array_equal(image[:, 5:], to_uint8(target))
+  np.testing.assert_array_equal(image, side_by_side(render, target))
   gif = save_animation(tmp_path / "turn.gif", [render, target, render], fps=10)
   frames = iio.imread(gif, index=None)
   assert frames.shape[0] == 3 and frames.shape[1:3] == (4, 5)

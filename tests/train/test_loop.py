@@ -1,4 +1,4 @@
-"""The training loop: resume after a stop equals an uninterrupted run; non-finite streaks stop it."""
+"""The training loop: resume after a stop equals an uninterrupted run; non-finite streaks stop it; image summaries."""
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +8,7 @@ import pytest
 
 from jaxlab.checkpoint import Checkpointer
 from jaxlab.metrics import MetricWriter, read_metrics
+from jaxlab.testing.tensorboard import read_images
 from jaxlab.train import LoopSettings, NonFiniteLossError, TrainState, make_train_step, train_loop
 
 
@@ -44,7 +45,7 @@ def _loss_fn(params, batch, rng):
   return loss, {}
 
 
-def _run(workdir, *, num_steps, stop_at=None, batches=None, max_streak=3, progress=False):
+def _run(workdir, *, num_steps, stop_at=None, batches=None, max_streak=3, progress=False, eval_every=0, images=None):
   optimizer = optax.adam(0.05)
   state = TrainState.create({"w": jnp.zeros((3, 1))}, optimizer)
   step = make_train_step(_loss_fn, optimizer)
@@ -63,10 +64,11 @@ def _run(workdir, *, num_steps, stop_at=None, batches=None, max_streak=3, progre
           batches=batches or _Batches(),
           to_device=lambda b: jax.tree.map(jnp.asarray, b),
           rng=jax.random.key(0),
-          settings=LoopSettings(num_steps=num_steps, log_every=2, max_nonfinite_streak=max_streak),
+          settings=LoopSettings(num_steps=num_steps, log_every=2, eval_every=eval_every, max_nonfinite_streak=max_streak),
           checkpointer=ckpt,
           writer=writer,
           evaluate=lambda p: {"w_norm": jnp.linalg.norm(p["w"])},
+          images=images,
           stop_requested=stop_requested,
           progress=progress,
       )
@@ -144,3 +146,21 @@ def test_resume_whose_saved_data_state_is_invalid_uses_the_previous_step(tmp_pat
   assert resumed.start_step == 8 and resumed.final_step == 16
   np.testing.assert_array_equal(resumed.state.params["w"], straight.state.params["w"])
   assert [p.name.split(".")[0] for p in (tmp_path / "b" / "checkpoints_rejected").iterdir()] == ["12"]
+
+
+def test_images_are_drawn_at_each_evaluation(tmp_path):
+  calls = []
+
+  def images(params):
+    calls.append(np.asarray(params["w"]).copy())
+    weights = np.clip(np.abs(np.asarray(params["w"]))[:, 0], 0.0, 1.0)  # [3] in [0, 1]
+    return {"weights": np.broadcast_to(weights, (2, 3)).astype(np.float32)}
+
+  result = _run(tmp_path, num_steps=10, eval_every=4, images=images)
+  assert len(calls) == 3  # steps 4 and 8, and the end (10)
+  np.testing.assert_array_equal(calls[-1], result.state.params["w"])
+  written = read_images(tmp_path / "tb")
+  assert list(written) == ["eval/weights"]
+  assert [step for step, _ in written["eval/weights"]] == [4, 8, 10]
+  last = np.clip(np.abs(np.asarray(result.state.params["w"]))[:, 0], 0.0, 1.0)
+  np.testing.assert_allclose(written["eval/weights"][-1][1][0, :, 0], last * 255, atol=0.5)
