@@ -252,7 +252,8 @@ class Viewer:
 
   def _shown(self, session: Session, shown: Shown) -> None:
     request = shown.request
-    self._frame_time.value = f"{1000 * shown.frame.seconds:.1f} ms at {request.width}×{request.height}"
+    note = " (with compiling)" if shown.frame.compiled else ""
+    self._frame_time.value = f"{1000 * shown.frame.seconds:.1f} ms at {request.width}×{request.height}{note}"
 
   def apply_preset(self, client, preset: CameraPreset) -> None:
     """Moves `client`'s camera to `preset` (orbiting then pivots about a point ahead of it)."""

@@ -58,12 +58,14 @@ class ViewRequest:
 @dataclasses.dataclass(frozen=True)
 class Frame:
   """A drawn frame: `image_hw3` uint8, the seconds it took (with transfer to host), the
-  intersections it needed and, for LOD scenes, the Gaussians drawn."""
+  intersections it needed, the Gaussians drawn, and whether its time includes compiling
+  (the first frame of a size or capacity)."""
 
   image_hw3: np.ndarray
   seconds: float
   num_intersections: int
   num_gaussians: int
+  compiled: bool = False
 
 
 def view_size(aspect: float, max_side: int) -> tuple[int, int]:
@@ -158,6 +160,7 @@ class GaussianFrames:
   def __init__(self, gaussians: Gaussians):
     self._lock = threading.Lock()
     self._capacity = MIN_CAPACITY
+    self._compiled: set[tuple] = set()  # (num slots, SH coefficients, width, height, capacity) already compiled
     self.set_gaussians(gaussians)
 
   def set_gaussians(self, gaussians: Gaussians) -> None:
@@ -187,7 +190,11 @@ class GaussianFrames:
       mask = jnp.asarray(sh_band_mask(gaussians.sh.shape[1], request.sh_degree))
       background = jnp.asarray(request.background, jnp.float32)
       start = time.perf_counter()
+      compiled = False
       while True:
+        key = (gaussians.num, gaussians.sh.shape[1], request.width, request.height, self._capacity)
+        compiled |= key not in self._compiled
+        self._compiled.add(key)
         rgb, alpha, depth, count, overflow = jax.device_get(
             _render_gaussians(gaussians, camera, mask, background, capacity=self._capacity))
         if not overflow:
@@ -197,4 +204,5 @@ class GaussianFrames:
                  int(count), self._capacity)
       seconds = time.perf_counter() - start
     image = to_display(rgb, alpha, depth, request.mode)
-    return Frame(image_hw3=image, seconds=seconds, num_intersections=int(count), num_gaussians=int(gaussians.num_active()))
+    return Frame(image_hw3=image, seconds=seconds, num_intersections=int(count), num_gaussians=int(gaussians.num_active()),
+                 compiled=compiled)

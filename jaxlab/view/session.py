@@ -8,6 +8,7 @@ Control changes (render mode, SH degree, a new checkpoint) ask for one full-reso
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
@@ -66,6 +67,7 @@ class Session:
     self._sharp = False
     self.shown: Shown | None = None
     self.frames_sent = 0
+    self.sizes_sent: collections.deque[tuple[int, int, bool]] = collections.deque(maxlen=256)  # (w, h, full resolution)
     client.camera.on_update(lambda _camera: self.camera_moved())
     self._thread = threading.Thread(target=self._loop, name=f"jaxlab-view-client-{client.client_id}", daemon=True)
     self._thread.start()
@@ -122,6 +124,7 @@ class Session:
     self.client.scene.set_background_image(frame.image_hw3, format="jpeg" if moving else "png", jpeg_quality=85)
     self._sharp = not moving
     self.frames_sent += 1
+    self.sizes_sent.append((request.width, request.height, not moving))
     self.shown = Shown(request=request, frame=frame, full_resolution=not moving, sent_at=time.time())
     self._on_frame(self, self.shown)
 

@@ -146,6 +146,9 @@ def test_dragging_the_camera_changes_the_picture(browser_page):
   session, after = _sharp_frame(viewer, after=sent + 1)
   time.sleep(1.0)
   session, after = _sharp_frame(viewer)
+  # While the camera moved, frames went out at a quarter of the still size.
+  during = list(session.sizes_sent)[sent:]
+  assert (STILL_SIDE // 4, 64, False) in during and during[-1] == (STILL_SIDE, 240, True)
   assert not np.allclose(after.request.camera_to_world_44, before.request.camera_to_world_44, atol=1e-3)
   screen_after = _compared(_screen_at_frame_size(page))
   assert np.mean(np.abs(screen_after - screen_before)) > 0.02

@@ -71,7 +71,9 @@ def test_frames_match_render_and_sh_degree_zeroes_the_higher_bands():
   request = ViewRequest(c2w, fov_y=0.9, width=32, height=24)
   frames = GaussianFrames(gaussians)
   want = render(gaussians, camera_for(request), background=jnp.zeros(3)).rgb
-  np.testing.assert_array_equal(frames.draw(request).image_hw3, to_display(np.asarray(want), None, None, "RGB"))
+  first = frames.draw(request)
+  np.testing.assert_array_equal(first.image_hw3, to_display(np.asarray(want), None, None, "RGB"))
+  assert first.compiled and not frames.draw(request).compiled
   dc_only = gaussians.replace(sh=gaussians.sh.at[:, 1:].set(0.0))
   want_dc = render(dc_only, camera_for(request), background=jnp.zeros(3)).rgb
   got_dc = frames.draw(ViewRequest(c2w, fov_y=0.9, width=32, height=24, sh_degree=0)).image_hw3
