@@ -252,7 +252,7 @@ class Viewer:
 
   def _shown(self, session: Session, shown: Shown) -> None:
     request = shown.request
-    note = " (with compiling)" if shown.frame.compiled else ""
+    note = " (compiling)" if shown.frame.compiled else ""
     self._frame_time.value = f"{1000 * shown.frame.seconds:.1f} ms at {request.width}×{request.height}{note}"
 
   def apply_preset(self, client, preset: CameraPreset) -> None:
