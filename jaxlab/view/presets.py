@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from jaxlab.splat.camera import Camera
+from jaxlab.splat.camera import Camera, look_at
 
 ORBIT_NAMES = ("front", "right", "back", "left", "top")
 ORBIT_ELEVATION = math.radians(30.0)
@@ -71,17 +71,6 @@ def _unit(vector_3: np.ndarray, what: str) -> np.ndarray:
   return vector_3 / norm
 
 
-def look_at_44(eye_3: np.ndarray, target_3: np.ndarray, up_3: np.ndarray) -> np.ndarray:
-  """float64 [4, 4] OpenCV pose at `eye_3` looking at `target_3`, image up towards `up_3` (as `jaxlab.splat.look_at`)."""
-  forward = _unit(target_3 - eye_3, "target - eye")
-  right = _unit(np.cross(forward, up_3), "view direction x up")
-  down = np.cross(forward, right)
-  pose_44 = np.eye(4)
-  pose_44[:3, :3] = np.stack([right, down, forward], axis=-1)
-  pose_44[:3, 3] = eye_3
-  return pose_44
-
-
 def _front_direction(up_3: np.ndarray) -> np.ndarray:
   """Unit vector from the centre to the "front" camera, perpendicular to up.
 
@@ -113,8 +102,8 @@ def orbit_presets(center_3, radius: float, *, up_3=(0.0, 0.0, 1.0), fov_y: float
   presets = []
   for name, direction in zip(ORBIT_NAMES[:4], (front, right, -front, -right)):
     eye = center + radius * (math.cos(ORBIT_ELEVATION) * direction + math.sin(ORBIT_ELEVATION) * up)
-    presets.append(CameraPreset(name, look_at_44(eye, center, up), fov_y))
-  presets.append(CameraPreset("top", look_at_44(center + radius * up, center, -front), fov_y))
+    presets.append(CameraPreset(name, np.asarray(look_at(eye, center, up_3=up), np.float64), fov_y))
+  presets.append(CameraPreset("top", np.asarray(look_at(center + radius * up, center, up_3=-front), np.float64), fov_y))
   return presets
 
 

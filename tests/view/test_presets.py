@@ -8,19 +8,19 @@ import pytest
 from numpy.testing import assert_allclose
 
 from jaxlab.splat import Camera, look_at, stack_cameras
-from jaxlab.view.presets import CameraPreset, look_at_44, orbit_presets, presets_around, presets_from_cameras
+from jaxlab.view.presets import CameraPreset, orbit_presets, presets_around, presets_from_cameras
 
 WIDTH, HEIGHT = 40, 30
 
 
 def _camera(eye, fx, fy):
-  pose_44 = look_at_44(np.asarray(eye, np.float64), np.zeros(3), np.array([0.0, 0.0, 1.0]))
+  pose_44 = np.asarray(look_at(np.asarray(eye, np.float64), np.zeros(3), up_3=np.array([0.0, 0.0, 1.0])), np.float64)
   return pose_44, Camera.from_opencv(pose_44, fx=fx, fy=fy, cx=WIDTH / 2, cy=HEIGHT / 2, width=WIDTH, height=HEIGHT)
 
 
 def _assert_rigid(pose_44):
   rotation = pose_44[:3, :3]
-  assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
+  assert_allclose(rotation.T @ rotation, np.eye(3), atol=2e-6)
   assert np.linalg.det(rotation) == pytest.approx(1.0)
   assert_allclose(pose_44[3], [0.0, 0.0, 0.0, 1.0])
 
@@ -34,7 +34,7 @@ def test_presets_from_cameras_invert_the_extrinsics_and_keep_fov_and_names():
   assert [p.name for p in presets] == names
   for preset, pose_44, camera, (_, fy) in zip(presets, poses, cameras, focals):
     assert preset.camera_to_world_44.dtype == np.float64
-    assert_allclose(preset.camera_to_world_44, np.linalg.inv(np.asarray(camera.world_to_camera, np.float64)), atol=1e-12)
+    assert_allclose(preset.camera_to_world_44, np.linalg.inv(np.asarray(camera.world_to_camera, np.float64)), atol=2e-6)
     assert_allclose(preset.camera_to_world_44, pose_44, atol=1e-5)  # the pose the camera was made from
     assert preset.fov_y == pytest.approx(2.0 * math.atan(HEIGHT / (2.0 * fy)))
   # A single (unbatched) camera works too; a name count that does not match is refused.
@@ -53,18 +53,18 @@ def test_orbit_presets_look_at_the_centre_from_the_radius(up):
     pose_44 = preset.camera_to_world_44
     _assert_rigid(pose_44)
     eye, forward = pose_44[:3, 3], pose_44[:3, 2]
-    assert np.linalg.norm(eye - center) == pytest.approx(radius)
-    assert_allclose(forward, (center - eye) / radius, atol=1e-12)  # +z points at the centre
+    assert np.linalg.norm(eye - center) == pytest.approx(radius, abs=1e-5)  # float32 poses (jaxlab.splat.look_at)
+    assert_allclose(forward, (center - eye) / radius, atol=2e-6)  # +z points at the centre
     assert preset.fov_y == pytest.approx(math.radians(40.0))
   by_name = {p.name: p.camera_to_world_44 for p in presets}
   for name in ("front", "right", "back", "left"):
     eye = by_name[name][:3, 3]
-    assert np.dot(eye - center, up_unit) / radius == pytest.approx(math.sin(math.radians(30.0)))  # 30 degrees up
+    assert np.dot(eye - center, up_unit) / radius == pytest.approx(math.sin(math.radians(30.0)), abs=1e-6)  # 30 degrees up
     assert np.dot(by_name[name][:3, 1], up_unit) < 0  # image y (down) points away from world up
-  assert_allclose(by_name["top"][:3, 3], center + radius * up_unit, atol=1e-12)
+  assert_allclose(by_name["top"][:3, 3], center + radius * up_unit, atol=2e-6)
   front_right = by_name["front"][:3, 0]
-  assert np.dot(by_name["right"][:3, 3] - center, front_right) == pytest.approx(radius * math.cos(math.radians(30.0)))
-  assert_allclose(by_name["back"][:3, 3] - center, _mirror(by_name["front"][:3, 3] - center, up_unit), atol=1e-12)
+  assert np.dot(by_name["right"][:3, 3] - center, front_right) == pytest.approx(radius * math.cos(math.radians(30.0)), abs=1e-5)
+  assert_allclose(by_name["back"][:3, 3] - center, _mirror(by_name["front"][:3, 3] - center, up_unit), atol=2e-6)
 
 
 def _mirror(offset, up):
