@@ -71,7 +71,6 @@ class Viewer:
     self._sessions_lock = threading.Lock()
     self._stop = threading.Event()
     self._frames: GaussianFrames | None = None
-    self._lod_lock = threading.Lock()  # the LOD source grows its capacities as it draws: one tab at a time
     self._threads: list[threading.Thread] = []
     self.server = viser.ViserServer(host=host, port=self.port, verbose=False)
     self.server.gui.configure_theme(control_layout="floating", show_logo=False, show_share_button=False)
@@ -215,11 +214,10 @@ class Viewer:
     return self._draw_demo(request)
 
   def _draw_lod(self, request: ViewRequest) -> Frame:
-    with self._lod_lock:
-      start = time.perf_counter()
-      image, num_gaussians = self.source.render(camera_for(request), 10.0 ** float(self._log_tau.value), request.background)
-      rgb, alpha, depth = (np.asarray(x) for x in (image.rgb, image.alpha, image.depth))
-      seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    image, num_gaussians = self.source.render(camera_for(request), 10.0 ** float(self._log_tau.value), request.background)
+    rgb, alpha, depth = (np.asarray(x) for x in (image.rgb, image.alpha, image.depth))
+    seconds = time.perf_counter() - start
     self._drawn.value = f"{num_gaussians:,} of {self.source.full_detail_size:,}"
     return Frame(to_display(rgb, alpha, depth, request.mode), seconds, int(image.num_intersections), num_gaussians)
 
@@ -327,9 +325,12 @@ class Viewer:
       self._stop.wait(1.0 / max(fps, 1.0))
 
   def close(self) -> None:
+    """Stops the server after every render and polling thread has finished its current step."""
     self._stop.set()
     for session in self.sessions():
       session.close()
+    for thread in self._threads:
+      thread.join(timeout=60.0)
     self.server.stop()
 
   def serve_forever(self) -> None:

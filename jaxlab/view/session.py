@@ -84,8 +84,11 @@ class Session:
     self._wake.set()
 
   def close(self) -> None:
+    """Stops the render thread and waits for a frame in progress (none is left drawing)."""
     self._stop.set()
     self._wake.set()
+    if threading.current_thread() is not self._thread:
+      self._thread.join(timeout=60.0)
 
   def request(self, max_side: int | None = None) -> ViewRequest | None:
     """The client's current view at `max_side` (default: the still resolution); None before
