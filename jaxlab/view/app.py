@@ -15,6 +15,7 @@ viser is imported here and nowhere else in jaxlab, so the library does not need 
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 import pathlib
@@ -284,9 +285,15 @@ class Viewer:
     if frame is None:
       client.add_notification("Nothing to capture yet", self.source.status(), auto_close_seconds=5.0)
       return None
-    path = self.screenshots / f"{self.source.kind}_{time.strftime('%Y%m%d-%H%M%S')}_{session.frames_sent:06d}.png"
     data = encode_png(frame.image_hw3)
-    files.write_bytes(path, data, overwrite=False, make_parents=True)
+    stem = f"{self.source.kind}_{time.strftime('%Y%m%d-%H%M%S')}"
+    for number in itertools.count():  # two clicks in one second get two files
+      path = self.screenshots / f"{stem}_{number:03d}.png"
+      try:
+        files.write_bytes(path, data, overwrite=False, make_parents=True)
+        break
+      except FileExistsError:
+        continue
     client.send_file_download(path.name, data, save_immediately=True)
     log.info("Screenshot %s (%d×%d).", path, request.width, request.height)
     return path

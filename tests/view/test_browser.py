@@ -171,3 +171,9 @@ def test_the_screenshot_button_saves_and_downloads_the_view(browser_page):
   request = session.shown.request
   expected = _server_render(source.gaussians, request.camera_to_world_44, request.fov_y, WINDOW_W, WINDOW_H)
   assert _psnr(_compared(image), _compared(expected)) > 40.0
+  # Another click writes another file (a numbered name, even within the same second); the first is kept.
+  first = saved[0].read_bytes()
+  with page.expect_download(timeout=120_000):
+    page.get_by_role("button", name="Screenshot").click()
+  again = sorted(viewer.screenshots.glob("*.png"))
+  assert len(again) == 2 and again[0].read_bytes() == first
