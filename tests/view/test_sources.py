@@ -3,9 +3,6 @@ for every missing or damaged input."""
 
 import json
 import math
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -105,30 +102,13 @@ def test_lod_source_draws_fewer_gaussians_at_larger_tau(bundle_path):
   assert "200 Gaussians at full detail" in source.status() and "tau 0.001 px²: 200 drawn" in source.status()
 
 
-_GROW_CAPACITY = """
-import json, math, sys
-from jaxlab.splat import Camera
-from jaxlab.view.lod_source import LodSource
-source = LodSource(sys.argv[1])
-preset = source.presets[0]
-focal = 0.5 * 24 / math.tan(0.5 * preset.fov_y)
-camera = Camera.from_opencv(preset.camera_to_world_44, fx=focal, fy=focal, cx=16, cy=12, width=32, height=24)
-source._capacity[(32, 24)] = 16  # far too small: the first frame overflows
-image, _ = source.render(camera, 1e-3)
-print(json.dumps({"capacity": source._capacity[(32, 24)], "overflow": bool(image.overflow),
-                  "intersections": int(image.num_intersections)}))
-"""
-
-
 def test_lod_source_grows_the_intersection_capacity(bundle_path):
-  # In a fresh process: XLA's CPU compiler crashed (SIGSEGV) compiling this program inside a
-  # test worker that had run about 1,700 other tests, and never in a process of its own.
-  done = subprocess.run([sys.executable, "-c", _GROW_CAPACITY, str(bundle_path)], capture_output=True, text=True,
-                        timeout=600, cwd=pathlib.Path(__file__).parents[2])
-  assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.strip().splitlines()[-1])
-  capacity = result["capacity"]
-  assert not result["overflow"] and capacity >= result["intersections"] > 16
+  source = LodSource(bundle_path)
+  camera = _camera(source.presets[0])
+  source._capacity[(32, 24)] = 16  # far too small: the first frame overflows
+  image, _ = source.render(camera, 1e-3)
+  capacity = source._capacity[(32, 24)]
+  assert not bool(image.overflow) and capacity >= int(image.num_intersections) > 16
   assert capacity & (capacity - 1) == 0  # a power of two
 
 
