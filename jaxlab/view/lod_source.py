@@ -14,6 +14,7 @@ from jaxlab.splat.camera import Camera
 from jaxlab.splat.gaussians import rotation_matrices
 from jaxlab.splat.lod import ComposedScene, compose_scene, load_bundle, make_instances, read_layout, render_cut
 from jaxlab.splat.render import RenderOutput
+from jaxlab.view.capacity import MAX_CAPACITY, grown_capacity, power_of_two_at_least
 from jaxlab.view.errors import SourceError, naming
 from jaxlab.view.presets import CameraPreset, presets_around
 
@@ -24,13 +25,8 @@ DEFAULT_TAU = 2048.0  # V3DG's default (docs/lod.md)
 # Intersection capacity: a power of two, at least this many per 16x16 tile to start with.
 _START_PAIRS_PER_TILE = 64
 _MIN_CAPACITY = 1 << 12
-_MAX_CAPACITY = 1 << 30
 # The six axis extremes of a bounding sphere: presets then frame clusters, not only their centres.
 _AXES_63 = np.concatenate([np.eye(3), -np.eye(3)])
-
-
-def _power_of_two_at_least(value: float) -> int:
-  return 1 << max(0, math.ceil(math.log2(max(1.0, value))))
 
 
 def resolve_scene_file(path: pathlib.Path) -> pathlib.Path:
@@ -97,14 +93,14 @@ class LodSource:
 
   def _start_capacity(self, camera: Camera) -> int:
     tiles = math.ceil(camera.width / 16) * math.ceil(camera.height / 16)
-    return max(_MIN_CAPACITY, _power_of_two_at_least(tiles * _START_PAIRS_PER_TILE))
+    return max(_MIN_CAPACITY, power_of_two_at_least(tiles * _START_PAIRS_PER_TILE))
 
   def render(self, camera: Camera, tau: float, background=None) -> tuple[RenderOutput, int]:
     """(image of the cut at tolerance `tau` pixels^2, Gaussians drawn) for one camera.
 
     One compile per image size and capacity (`render_cut` traces camera and tau). The
-    intersection capacity starts at a power of two and doubles, at least to the count the
-    overflowing frame reported, until the frame fits, so no frame is shown incomplete.
+    intersection capacity starts at a power of two and grows (`capacity.py`) until the frame
+    fits, so no frame is shown incomplete.
     """
     background_3 = jnp.asarray(self.background if background is None else background, jnp.float32)
     key = (camera.width, camera.height)
@@ -113,9 +109,9 @@ class LodSource:
       while True:
         out = render_cut(self.scene, camera, jnp.float32(tau), gaussian_capacity=self.full_detail_size,
                          intersection_capacity=capacity, background=background_3, on_overflow="ignore")
-        if not bool(out.image.overflow) or capacity >= _MAX_CAPACITY:
+        if not bool(out.image.overflow) or capacity >= MAX_CAPACITY:
           break
-        capacity = min(_MAX_CAPACITY, max(2 * capacity, _power_of_two_at_least(int(out.image.num_intersections))))
+        capacity = grown_capacity(capacity, int(out.image.num_intersections))
       self._capacity[key] = capacity
       drawn = int(out.selection.num_gaussians)
       self._last_drawn = (float(tau), drawn)

@@ -3,8 +3,8 @@
 What the browser shows is what `jaxlab.splat.render` (or the LOD cut) draws: the viewer sends
 these images as the scene's background. Image sizes are rounded to multiples of 8 pixels so
 that a resized window or the lowered resolution during camera motion reuses few compiled
-programs. The intersection capacity starts at a power of two and doubles, with a recompile,
-whenever a view overflows it (close-ups of large scenes), so no frame is ever drawn with
+programs. The intersection capacity starts at a power of two and grows (`capacity.py`), with a
+recompile, whenever a view overflows it (close-ups of large scenes), so no frame is ever drawn with
 Gaussians missing.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 from jaxlab.ops.gaussian_raster_op.api import resolve_gaussian_raster
 from jaxlab.splat import Camera, Gaussians, render
 from jaxlab.splat.sh import num_sh_coeffs
+from jaxlab.view.capacity import MAX_CAPACITY, grown_capacity
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +146,6 @@ def _render_gaussians(gaussians: Gaussians, camera: Camera, sh_mask_k: jax.Array
   return out.rgb, out.alpha, out.depth, out.num_intersections, out.overflow
 
 
-def next_capacity(num_intersections: int) -> int:
-  """The power of two that holds `num_intersections` with a quarter to spare."""
-  return max(MIN_CAPACITY, 1 << math.ceil(math.log2(max(1.0, 1.25 * num_intersections))))
-
-
 class GaussianFrames:
   """Draws views of one Gaussian scene; safe to call from several threads (one at a time).
 
@@ -197,9 +193,9 @@ class GaussianFrames:
         self._compiled.add(key)
         rgb, alpha, depth, count, overflow = jax.device_get(
             _render_gaussians(gaussians, camera, mask, background, capacity=self._capacity))
-        if not overflow:
+        if not overflow or self._capacity >= MAX_CAPACITY:
           break
-        self._capacity = next_capacity(int(count))
+        self._capacity = grown_capacity(self._capacity, int(count))
         log.info("%d Gaussian-tile intersections in this view: intersection capacity raised to %d (one recompile).",
                  int(count), self._capacity)
       seconds = time.perf_counter() - start

@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 from jaxlab.splat import look_at, render
 from jaxlab.splat.project import project
 from jaxlab.view import render_view
+from jaxlab.view.capacity import grown_capacity
 from jaxlab.view.render_view import GaussianFrames, ViewRequest, camera_for, camera_to_world, depth_to_rgb, to_display, view_size
 from tests.view.conftest import make_gaussians
 
@@ -90,14 +91,9 @@ def test_an_overflowing_view_raises_the_capacity_and_draws_everything(caplog):
   with caplog.at_level("INFO", logger=render_view.__name__):
     frame = frames.draw(request)
   assert frame.num_intersections > 8
-  assert frames._capacity == render_view.next_capacity(frame.num_intersections) >= frame.num_intersections
+  assert frames._capacity == grown_capacity(8, frame.num_intersections) >= frame.num_intersections
   assert "intersection capacity raised" in caplog.text
   want = render(gaussians, camera_for(request), background=jnp.zeros(3)).rgb
   np.testing.assert_array_equal(frame.image_hw3, to_display(np.asarray(want), None, None, "RGB"))
   assert frames.implementation() in ("xla", "pallas_triton")
 
-
-def test_next_capacity_is_a_power_of_two_with_room():
-  assert render_view.next_capacity(10) == render_view.MIN_CAPACITY
-  got = render_view.next_capacity(100_000)
-  assert got == 1 << 17 and got >= 1.25 * 100_000
