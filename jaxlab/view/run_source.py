@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from jaxlab.files import read_json_object
-from jaxlab.splat.datasets import load_dataset
+from jaxlab.splat.datasets import load_cameras
 from jaxlab.splat.gaussians import Gaussians
 from jaxlab.splat.synthetic import ensure_default_scene
 from jaxlab.splat.validate import check_gaussians
@@ -139,12 +139,11 @@ def dataset_presets(data: dict[str, Any]) -> list[CameraPreset]:
   presets, errors = [], []
   for split in ("test", "train"):
     try:
-      scene = load_dataset(root, format=data_format, split=split, downscale=data.get("downscale", 1),
-                           background=_background(data) or (0.0, 0.0, 0.0), test_every=data.get("test_every", 8))
+      cameras, names = load_cameras(root, format=data_format, split=split, test_every=data.get("test_every", 8))
     except (OSError, ValueError) as e:  # one split may be empty or missing; the other still gives cameras
       errors.append(e)
       continue
-    presets += presets_from_cameras(scene.cameras, scene.names)
+    presets += presets_from_cameras(cameras, names)
   if not presets and errors:
     raise errors[0]
   return presets

@@ -109,9 +109,19 @@ def load_blender(
       images of different sizes.
   """
   root = pathlib.Path(path)
-  check_split(split)
   downscale = check_downscale(downscale)
   background_3 = check_background(background)
+  views = blender_views(root, split=split)
+  points = point_colors = None
+  if (root / POINT_CLOUD_FILE).is_file():
+    points, point_colors = read_point_ply(root / POINT_CLOUD_FILE)
+  return assemble_scene(
+      views, downscale=downscale, background_3=background_3, points=points, point_colors=point_colors)
+
+
+def blender_views(root: pathlib.Path, *, split: str) -> list[ViewRecord]:
+  """The views of a split, parsed and checked; reads image headers but no pixels."""
+  check_split(split)
   if split == "all":
     json_paths = [root / name for name in SPLIT_FILES.values() if (root / name).is_file()]
     if not json_paths:
@@ -124,8 +134,4 @@ def load_blender(
   views = [view for json_path in json_paths for view in _frame_views(json_path, read_json(json_path), root)]
   if not views:
     raise ValueError(f"split {split!r} of {root} has no frames ({', '.join(str(p) for p in json_paths)})")
-  points = point_colors = None
-  if (root / POINT_CLOUD_FILE).is_file():
-    points, point_colors = read_point_ply(root / POINT_CLOUD_FILE)
-  return assemble_scene(
-      views, downscale=downscale, background_3=background_3, points=points, point_colors=point_colors)
+  return views

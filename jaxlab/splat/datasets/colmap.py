@@ -468,10 +468,20 @@ def load_colmap(
     ValueError: naming the file for unknown or unsupported camera models, non-zero
       distortion, malformed or truncated files, unreadable or differently sized images.
   """
-  root = pathlib.Path(path)
-  check_split(split)
   downscale = check_downscale(downscale)
   background_3 = check_background(background)
+  views, points = colmap_views(pathlib.Path(path), split=split, test_every=test_every)
+  point_colors = None
+  if points is not None:
+    point_colors = points.rgb.astype(np.float32) / 255.0
+    points = points.xyz.astype(np.float32)
+  return assemble_scene(
+      views, downscale=downscale, background_3=background_3, points=points, point_colors=point_colors)
+
+
+def colmap_views(root: pathlib.Path, *, split: str, test_every: int) -> tuple[list[ViewRecord], ColmapPoints | None]:
+  """(the views of a split, the model's points3D or None), parsed and checked; reads no pixels."""
+  check_split(split)
   test_every = check_test_every(test_every)
   model_dir = find_model_dir(root)
   cameras, images, points = read_model(model_dir)
@@ -497,9 +507,4 @@ def load_colmap(
           name=image.name, image_root=image_root, image_name=image.name,
           world_to_camera_44=image.world_to_camera(), intrinsics=intrinsics[image.camera_id], source=cameras_file)
       for image in selected]
-  point_colors = None
-  if points is not None:
-    point_colors = points.rgb.astype(np.float32) / 255.0
-    points = points.xyz.astype(np.float32)
-  return assemble_scene(
-      views, downscale=downscale, background_3=background_3, points=points, point_colors=point_colors)
+  return views, points

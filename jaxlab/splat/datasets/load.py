@@ -3,8 +3,10 @@
 import pathlib
 from typing import Any
 
+from jaxlab.splat.camera import Camera
 from jaxlab.splat.datasets import blender, colmap, nerfstudio
 from jaxlab.splat.datasets.common import SceneData, check_test_every
+from jaxlab.splat.datasets.views import cameras_from_views
 
 FORMATS = ("auto", "blender", "nerfstudio", "colmap")
 
@@ -75,3 +77,34 @@ def load_dataset(
     return blender.load_blender(path, split=split, downscale=downscale, background=background)
   loader = nerfstudio.load_nerfstudio if format == "nerfstudio" else colmap.load_colmap
   return loader(path, split=split, downscale=downscale, background=background, test_every=test_every)
+
+
+def load_cameras(
+    path: str | pathlib.Path,
+    *,
+    format: str = "auto",
+    split: str = "train",
+    test_every: int = 8,
+) -> tuple[Camera, tuple[str, ...]]:
+  """(batched full-resolution `Camera`, view names) of a dataset split, without reading a pixel.
+
+  The same views, in the same order, as `load_dataset` with these arguments; for tools that
+  need only the poses (camera presets, trajectory plots), so a large dataset costs its
+  metadata files and image headers, not its images.
+
+  Raises:
+    FileNotFoundError, ValueError: naming the file or argument at fault, as `load_dataset`.
+  """
+  if format not in FORMATS:
+    raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
+  if format == "auto":
+    format = detect_format(path)
+  path = pathlib.Path(path)
+  if format == "blender":
+    check_test_every(test_every)
+    views = blender.blender_views(path, split=split)
+  elif format == "nerfstudio":
+    views, _ = nerfstudio.nerfstudio_views(path, split=split, test_every=test_every)
+  else:
+    views, _ = colmap.colmap_views(path, split=split, test_every=test_every)
+  return cameras_from_views(views), tuple(v.name for v in views)

@@ -127,11 +127,20 @@ def load_nerfstudio(
     ValueError: naming the file (and frame) for malformed JSON, missing intrinsics, an
       unsupported camera model, non-zero distortion, unreadable or differently sized images.
   """
-  path = pathlib.Path(path)
-  json_path = path if path.suffix.lower() == ".json" else path / TRANSFORMS_FILE
-  check_split(split)
   downscale = check_downscale(downscale)
   background_3 = check_background(background)
+  views, ply_path = nerfstudio_views(pathlib.Path(path), split=split, test_every=test_every)
+  points = point_colors = None
+  if ply_path is not None:
+    points, point_colors = read_point_ply(ply_path)
+  return assemble_scene(
+      views, downscale=downscale, background_3=background_3, points=points, point_colors=point_colors)
+
+
+def nerfstudio_views(path: pathlib.Path, *, split: str, test_every: int) -> tuple[list[ViewRecord], pathlib.Path | None]:
+  """(the views of a split, the `ply_file_path` file or None), parsed and checked; reads no pixels."""
+  json_path = path if path.suffix.lower() == ".json" else path / TRANSFORMS_FILE
+  check_split(split)
   test_every = check_test_every(test_every)
   meta = read_json(require_file(json_path, "nerfstudio transforms file"))
   if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
@@ -170,11 +179,9 @@ def load_nerfstudio(
         depth_path=_optional_path(frame, "depth_file_path", base, where),
         mask_path=_optional_path(frame, "mask_path", base, where),
     ))
-  points = point_colors = None
   ply_name = meta.get("ply_file_path")
-  if ply_name is not None:
-    if not isinstance(ply_name, str):
-      raise ValueError(f"{json_path}: 'ply_file_path' must be a string; got {ply_name!r}")
-    points, point_colors = read_point_ply(require_file(base / ply_name, f"ply_file_path of {json_path}"))
-  return assemble_scene(
-      views, downscale=downscale, background_3=background_3, points=points, point_colors=point_colors)
+  if ply_name is None:
+    return views, None
+  if not isinstance(ply_name, str):
+    raise ValueError(f"{json_path}: 'ply_file_path' must be a string; got {ply_name!r}")
+  return views, require_file(base / ply_name, f"ply_file_path of {json_path}")

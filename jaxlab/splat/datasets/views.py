@@ -215,6 +215,20 @@ def assemble_scene(
   )
 
 
+def cameras_from_views(views: list[ViewRecord]) -> Camera:
+  """The views' batched `Camera` at the declared full resolution, without reading a pixel."""
+  if not views:
+    raise ValueError("a dataset needs at least one view")
+  _check_one_declared_size(views)
+  first = views[0].intrinsics
+  intrinsics = {name: np.asarray([getattr(v.intrinsics, name) for v in views]) for name in ("fx", "fy", "cx", "cy")}
+  try:
+    return Camera.from_world_to_camera(np.stack([v.world_to_camera_44 for v in views]), width=first.width,
+                                       height=first.height, **intrinsics)
+  except ValueError as e:
+    raise ValueError(f"invalid camera in {views[0].source}: {e}") from e
+
+
 def pose_from_rows(rows: object, where: str) -> np.ndarray:
   """A float64 [4, 4] rigid pose from a JSON 4x4 (or 3x4) matrix; errors name `where`.
 
