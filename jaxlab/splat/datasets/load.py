@@ -43,6 +43,12 @@ def detect_format(path: str | pathlib.Path) -> str:
       " folder itself (colmap)")
 
 
+def _resolve_format(path: str | pathlib.Path, format: str) -> str:
+  if format not in FORMATS:
+    raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
+  return detect_format(path) if format == "auto" else format
+
+
 def load_dataset(
     path: str | pathlib.Path,
     *,
@@ -67,10 +73,7 @@ def load_dataset(
   Raises:
     FileNotFoundError, ValueError: naming the file or argument at fault.
   """
-  if format not in FORMATS:
-    raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
-  if format == "auto":
-    format = detect_format(path)
+  format = _resolve_format(path, format)
   if format == "blender":
     # Blender splits come from files; test_every is checked for consistency only.
     check_test_every(test_every)
@@ -95,10 +98,7 @@ def load_cameras(
   Raises:
     FileNotFoundError, ValueError: naming the file or argument at fault, as `load_dataset`.
   """
-  if format not in FORMATS:
-    raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
-  if format == "auto":
-    format = detect_format(path)
+  format = _resolve_format(path, format)
   path = pathlib.Path(path)
   if format == "blender":
     check_test_every(test_every)

@@ -194,14 +194,7 @@ def assemble_scene(
           f" {views[0].image_name} as {width0}x{height0}")
   height, width = loaded[0].rgb_hw3.shape[:2]
 
-  world_to_camera_v44 = np.stack([v.world_to_camera_44 for v in views])
-  intrinsics = {
-      name: np.asarray([getattr(v.intrinsics, name) * item.scale_xy[axis] for v, item in zip(views, loaded)])
-      for name, axis in (("fx", 0), ("fy", 1), ("cx", 0), ("cy", 1))}
-  try:
-    cameras = Camera.from_world_to_camera(world_to_camera_v44, width=width, height=height, **intrinsics)
-  except ValueError as e:
-    raise ValueError(f"invalid camera in {views[0].source}: {e}") from e
+  cameras = _batched_camera(views, [item.scale_xy for item in loaded], width=width, height=height)
 
   masks = [item.mask_hw if item.mask_hw is not None else item.alpha_hw for item in loaded]
   return SceneData(
@@ -215,18 +208,25 @@ def assemble_scene(
   )
 
 
+def _batched_camera(views: list[ViewRecord], scale_xy_v: list[tuple[float, float]], *, width: int, height: int) -> Camera:
+  """One `Camera` of the views, each view's full-resolution intrinsics scaled by its (x, y) factor."""
+  intrinsics = {
+      name: np.asarray([getattr(v.intrinsics, name) * scale_xy[axis] for v, scale_xy in zip(views, scale_xy_v)])
+      for name, axis in (("fx", 0), ("fy", 1), ("cx", 0), ("cy", 1))}
+  try:
+    return Camera.from_world_to_camera(np.stack([v.world_to_camera_44 for v in views]), width=width, height=height,
+                                       **intrinsics)
+  except ValueError as e:
+    raise ValueError(f"invalid camera in {views[0].source}: {e}") from e
+
+
 def cameras_from_views(views: list[ViewRecord]) -> Camera:
   """The views' batched `Camera` at the declared full resolution, without reading a pixel."""
   if not views:
     raise ValueError("a dataset needs at least one view")
   _check_one_declared_size(views)
   first = views[0].intrinsics
-  intrinsics = {name: np.asarray([getattr(v.intrinsics, name) for v in views]) for name in ("fx", "fy", "cx", "cy")}
-  try:
-    return Camera.from_world_to_camera(np.stack([v.world_to_camera_44 for v in views]), width=first.width,
-                                       height=first.height, **intrinsics)
-  except ValueError as e:
-    raise ValueError(f"invalid camera in {views[0].source}: {e}") from e
+  return _batched_camera(views, [(1.0, 1.0)] * len(views), width=first.width, height=first.height)
 
 
 def pose_from_rows(rows: object, where: str) -> np.ndarray:
